@@ -1,0 +1,335 @@
+package eventstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
+)
+
+// Message headers the log sets besides JetStream's own.
+const (
+	HeaderTenant   = "Tally-Tenant"
+	HeaderKind     = "Tally-Kind"
+	HeaderFirstSeq = "Tally-First-Seq"
+	HeaderCount    = "Tally-Count"
+)
+
+// AppendOption adjusts one Append.
+type AppendOption func(*appendConfig)
+
+type appendConfig struct {
+	expectSeq *uint64
+}
+
+// ExpectTenantSeq makes the append conditional: it succeeds only while the
+// tenant's newest event is still number seq (0: the tenant has none). Use it
+// when what you append depends on what you read. A mismatch returns a
+// *ConflictError and appends nothing.
+func ExpectTenantSeq(seq uint64) AppendOption {
+	return func(c *appendConfig) { c.expectSeq = &seq }
+}
+
+// AppendResult says what an Append did.
+type AppendResult struct {
+	// Appended events, in order; duplicates of events already in the log
+	// are not among them.
+	Appended int
+	// Duplicates: events whose id and content were already in the log.
+	Duplicates int
+	// FirstSeq and LastSeq are the tenant sequences of the appended events
+	// (both 0 when nothing was appended).
+	FirstSeq, LastSeq uint64
+	// Head is the tenant's chain head after the append.
+	Head Head
+	// Messages is how many log messages (fsyncs) the append took.
+	Messages int
+}
+
+// maxAutoRetries bounds how often an unconditional append re-reads the head
+// after losing a race to another writer.
+const maxAutoRetries = 8
+
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+// Append adds events to the tenant's log, in order, durably: it returns once
+// JetStream has acknowledged every message (with the embedded default, once
+// they are fsynced).
+//
+// Idempotent: an event whose id is already in the tenant's log with the same
+// content is skipped (counted in Duplicates); with other content the whole
+// append is refused with ErrDuplicate. This holds at any distance in time, not
+// only within JetStream's dedupe window, because the ids are checked against
+// the log itself. Give events deterministic ids (DeterministicID) to make
+// retries safe; an empty id gets a random UUIDv7.
+//
+// Append sets each envelope's tenant_id (when empty), recorded_at,
+// tenant_seq and prev_hash, and its event_id when empty.
+//
+// Errors: ErrInvalidTenant, ErrInvalidEvent (nothing appended), ErrDuplicate
+// (nothing appended), *ConflictError (with ExpectTenantSeq; nothing
+// appended, unless another process interleaved with a multi-message append,
+// in which case a prefix may be in the log and a retry appends the rest),
+// ErrUnavailable (the outcome is unknown: retry the same events).
+func (s *Store) Append(ctx context.Context, tenant string, events []*tallyv1.Envelope, opts ...AppendOption) (AppendResult, error) {
+	if err := ValidateTenant(tenant); err != nil {
+		return AppendResult{}, err
+	}
+	return s.appendTo(ctx, tenant, events, opts...)
+}
+
+// AppendSystem appends to the system tenant, which holds what has no valid
+// tenant (rejected requests). Only the documented system jobs call it.
+func (s *Store) AppendSystem(ctx context.Context, events []*tallyv1.Envelope) (AppendResult, error) {
+	return s.appendTo(ctx, SystemTenant, events)
+}
+
+type pending struct {
+	env    *tallyv1.Envelope
+	id     uuid.UUID
+	digest uint64
+	bytes  []byte // producer bytes
+	kind   string
+}
+
+func (s *Store) appendTo(ctx context.Context, tenant string, events []*tallyv1.Envelope, opts ...AppendOption) (AppendResult, error) {
+	var cfg appendConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	batch, err := prepare(tenant, events)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	ts := s.tenant(tenant)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if !ts.loaded {
+		if err := s.catchUp(ctx, tenant, ts); err != nil {
+			return AppendResult{}, err
+		}
+	}
+	if cfg.expectSeq != nil && *cfg.expectSeq != ts.seq {
+		// Another process may have appended: look before refusing.
+		if err := s.catchUp(ctx, tenant, ts); err != nil {
+			return AppendResult{}, err
+		}
+		if *cfg.expectSeq != ts.seq {
+			return AppendResult{}, &ConflictError{Tenant: tenant, Expected: *cfg.expectSeq, Actual: ts.seq}
+		}
+	}
+
+	var res AppendResult
+	for attempt := 0; ; attempt++ {
+		fresh, dups, err := ts.filterNew(batch)
+		if err != nil {
+			return res, fmt.Errorf("tenant %q: %w", tenant, err)
+		}
+		res.Duplicates = dups
+		if len(fresh) == 0 {
+			break
+		}
+		n, msgs, err := s.publish(ctx, tenant, ts, fresh)
+		res.Messages += msgs
+		if n > 0 {
+			if res.FirstSeq == 0 {
+				res.FirstSeq = ts.seq - uint64(n) + 1
+			}
+			res.LastSeq = ts.seq
+			res.Appended += n
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errLostRace) {
+			return res, err
+		}
+		if err := s.catchUp(ctx, tenant, ts); err != nil {
+			return res, err
+		}
+		if cfg.expectSeq != nil {
+			return res, &ConflictError{Tenant: tenant, Expected: *cfg.expectSeq, Actual: ts.seq}
+		}
+		if attempt >= maxAutoRetries {
+			return res, fmt.Errorf("%w: tenant %q: lost the race to other writers %d times", ErrConflict, tenant, attempt+1)
+		}
+		s.log.DebugContext(ctx, "append lost a race; retrying on the new head", "tenant", tenant, "attempt", attempt+1)
+	}
+	res.Head = Head{Tenant: tenant, Seq: ts.seq, Hash: ts.head, StreamSeq: ts.lastStreamSeq}
+	return res, nil
+}
+
+// prepare validates the batch and encodes each producer envelope once.
+func prepare(tenant string, events []*tallyv1.Envelope) ([]pending, error) {
+	out := make([]pending, len(events))
+	for i, env := range events {
+		if env == nil {
+			return nil, fmt.Errorf("%w: event %d is nil", ErrInvalidEvent, i)
+		}
+		kind := Kind(env)
+		if kind == "" {
+			return nil, fmt.Errorf("%w: event %d (%s) has no body", ErrInvalidEvent, i, env.GetEventId())
+		}
+		switch env.GetTenantId() {
+		case "":
+			env.TenantId = tenant
+		case tenant:
+		default:
+			return nil, fmt.Errorf("%w: event %d has tenant_id %q in a batch for tenant %q", ErrInvalidEvent, i, env.GetTenantId(), tenant)
+		}
+		var id uuid.UUID
+		if env.GetEventId() == "" {
+			var err error
+			if id, err = uuid.NewV7(); err != nil {
+				return nil, fmt.Errorf("event id: %w", err)
+			}
+			env.EventId = id.String()
+		} else {
+			var err error
+			if id, err = uuid.Parse(env.GetEventId()); err != nil {
+				return nil, fmt.Errorf("%w: event %d: event_id %q is not a UUID", ErrInvalidEvent, i, env.GetEventId())
+			}
+		}
+		if env.GetSchemaVersion() == 0 {
+			env.SchemaVersion = 1
+		}
+		// The log's own fields are never taken from a producer.
+		env.RecordedAt, env.TenantSeq, env.PrevHash = nil, 0, nil
+		b, err := marshalOpts.Marshal(env)
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
+		}
+		digest, err := contentDigest(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
+		}
+		out[i] = pending{env: env, id: id, digest: digest, bytes: b, kind: kind}
+	}
+	return out, nil
+}
+
+// filterNew drops events already in the log (same id, same content) and
+// refuses ids reused for other content. Duplicates inside the batch count
+// once.
+func (ts *tenantState) filterNew(batch []pending) ([]pending, int, error) {
+	fresh := make([]pending, 0, len(batch))
+	var inBatch map[uuid.UUID]uint64
+	dups := 0
+	for i, p := range batch {
+		if d, ok := ts.ids[p.id]; ok {
+			if d != p.digest {
+				return nil, 0, fmt.Errorf("%w: event %d: id %s", ErrDuplicate, i, p.id)
+			}
+			dups++
+			continue
+		}
+		if inBatch == nil {
+			inBatch = make(map[uuid.UUID]uint64, len(batch))
+		}
+		if d, ok := inBatch[p.id]; ok {
+			if d != p.digest {
+				return nil, 0, fmt.Errorf("%w: event %d: id %s appears twice in the batch", ErrDuplicate, i, p.id)
+			}
+			dups++
+			continue
+		}
+		inBatch[p.id] = p.digest
+		fresh = append(fresh, p)
+	}
+	return fresh, dups, nil
+}
+
+// errLostRace: another writer extended the tenant's chain first.
+var errLostRace = errors.New("lost race")
+
+// publish chains the events onto the tenant's head and writes them as
+// messages of at most MaxMessageBytes, one kind per message, each
+// conditional on the previous one being the tenant's newest. It returns how
+// many events were acknowledged and how many messages were sent; ts is
+// updated for every acknowledged message.
+func (s *Store) publish(ctx context.Context, tenant string, ts *tenantState, events []pending) (int, int, error) {
+	recordedAtTS := timestamppb.New(time.Now().UTC())
+	recordedAt, err := proto.Marshal(recordedAtTS)
+	if err != nil {
+		return 0, 0, err
+	}
+	done, msgs := 0, 0
+	for done < len(events) {
+		seq, head := ts.seq, ts.head
+		kind := events[done].kind
+		payload := make([]byte, 0, min(s.opts.MaxMessageBytes, 64<<10))
+		ids := sha256.New()
+		end := done
+		var prevs []Hash
+		for end < len(events) && events[end].kind == kind {
+			p := events[end]
+			stored := appendLogFields(append(make([]byte, 0, len(p.bytes)+64), p.bytes...), recordedAt, seq+1, head)
+			if end > done && len(payload)+storedEventSize(len(stored)) > s.opts.MaxMessageBytes {
+				break
+			}
+			if storedEventSize(len(stored)) > s.opts.MaxMessageBytes {
+				return done, msgs, fmt.Errorf("%w: event %s is %d bytes, over the log's message limit of %d", ErrInvalidEvent, p.id, len(stored), s.opts.MaxMessageBytes)
+			}
+			h := ChainHash(head, stored)
+			payload = appendStoredEvent(payload, stored, h)
+			ids.Write(p.id[:])
+			prevs = append(prevs, head)
+			seq, head = seq+1, h
+			end++
+		}
+		msg := nats.NewMsg(s.subject(tenant, kind))
+		msg.Data = payload
+		msg.Header.Set(HeaderTenant, tenant)
+		msg.Header.Set(HeaderKind, kind)
+		msg.Header.Set(HeaderFirstSeq, strconv.FormatUint(ts.seq+1, 10))
+		msg.Header.Set(HeaderCount, strconv.Itoa(end-done))
+		var idsSum [sha256.Size]byte
+		ids.Sum(idsSum[:0])
+		msgID := tenant + ":" + hex.EncodeToString(idsSum[:16])
+
+		pctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		ack, err := s.js.PublishMsg(pctx, msg,
+			jetstream.WithMsgID(msgID),
+			jetstream.WithExpectLastSequenceForSubject(ts.lastStreamSeq, s.TenantSubjects(tenant)),
+		)
+		cancel()
+		msgs++
+		if err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				return done, msgs, errLostRace
+			}
+			// The outcome is unknown: the message may be stored. Re-read
+			// the head before the next append.
+			ts.loaded = false
+			return done, msgs, unavailable(fmt.Sprintf("append to tenant %q", tenant), err)
+		}
+		if ack.Duplicate {
+			// An earlier attempt of ours was stored but its ack was lost;
+			// the log has these events. Re-read it.
+			return done, msgs, errLostRace
+		}
+		for i := done; i < end; i++ {
+			ts.ids[events[i].id] = events[i].digest
+			env := events[i].env
+			env.TenantSeq = ts.seq + uint64(i-done) + 1
+			env.PrevHash = append([]byte(nil), prevs[i-done][:]...)
+			env.RecordedAt = recordedAtTS
+		}
+		ts.seq, ts.head, ts.lastStreamSeq = seq, head, ack.Sequence
+		done = end
+	}
+	return done, msgs, nil
+}

@@ -1,0 +1,154 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configures a Store.
+type Options struct {
+	// Stream name; default "TALLY".
+	Stream string
+	// SubjectPrefix; default "tally".
+	SubjectPrefix string
+	// Replicas of the stream: 1 embedded, 3 in a cluster.
+	Replicas int
+	// DuplicateWindow of JetStream's Nats-Msg-Id dedupe; default 2 minutes.
+	// Beyond it, idempotency rests on event ids (see Append).
+	DuplicateWindow time.Duration
+	// MaxMessageBytes caps the payload of one log message (a chunk of
+	// events); default: the server's max payload less 64 KiB for headers.
+	MaxMessageBytes int
+	// AllowDelete leaves the stream's deny-delete and deny-purge off. Only
+	// tests that play an attacker set it: the log is append-only.
+	AllowDelete bool
+	// RequestTimeout bounds each JetStream request; default 30 s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Stream == "" {
+		o.Stream = "TALLY"
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = "tally"
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Store is the event log. It is safe for concurrent use; appends to one
+// tenant are serialised in this process, and across processes by
+// JetStream's expected-last-sequence check.
+type Store struct {
+	opts   Options
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	tenants map[string]*tenantState
+}
+
+// Open makes sure the stream exists with the expected configuration and
+// returns a Store over it. The connection stays the caller's to close.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	opts.defaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = int(nc.MaxPayload()) - 64<<10
+		if opts.MaxMessageBytes < 64<<10 {
+			opts.MaxMessageBytes = int(nc.MaxPayload()) / 2
+		}
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        opts.Stream,
+		Description: "Tally event log: immutable, hash-chained tenant events",
+		Subjects:    []string{opts.SubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    opts.Replicas,
+		Duplicates:  opts.DuplicateWindow,
+		MaxMsgSize:  int32(nc.MaxPayload()),
+		AllowDirect: true,
+		DenyDelete:  !opts.AllowDelete,
+		DenyPurge:   !opts.AllowDelete,
+	}
+	cctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
+	defer cancel()
+	stream, err := js.CreateOrUpdateStream(cctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create or update stream %s: %w", ErrUnavailable, opts.Stream, err)
+	}
+	return &Store{
+		opts:    opts,
+		nc:      nc,
+		js:      js,
+		stream:  stream,
+		log:     opts.Logger.With("component", "eventstore"),
+		tenants: map[string]*tenantState{},
+	}, nil
+}
+
+// StreamName is the JetStream stream the store writes.
+func (s *Store) StreamName() string { return s.opts.Stream }
+
+// JetStream exposes the JetStream context for consumers (projections).
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// TenantSubjects is the wildcard subject of every event of a tenant.
+func (s *Store) TenantSubjects(tenant string) string {
+	return s.opts.SubjectPrefix + "." + tenant + ".>"
+}
+
+func (s *Store) subject(tenant, kind string) string {
+	return s.opts.SubjectPrefix + "." + tenant + "." + kind
+}
+
+// LastSeq is the stream sequence of the newest message in the log (0 when
+// empty): a read model that has projected up to it is current.
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	info, err := s.stream.Info(cctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: stream info: %w", ErrUnavailable, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Ping checks that the log answers.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.LastSeq(ctx)
+	return err
+}
+
+// unavailable wraps transport failures so callers can retry on them.
+func unavailable(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
