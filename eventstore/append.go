@@ -3,15 +3,19 @@ package eventstore
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -61,7 +65,10 @@ type AppendResult struct {
 // after losing a race to another writer.
 const maxAutoRetries = 8
 
-var marshalOpts = proto.MarshalOptions{Deterministic: true}
+// marshalOpts: plain marshalling. Deterministic mode only orders map entries
+// (the schema has none, by design: tags are sorted lists) and costs a
+// slower path; the chain hashes the stored bytes, never a re-encoding.
+var marshalOpts = proto.MarshalOptions{}
 
 // Append adds events to the tenant's log, in order, durably: it returns once
 // JetStream has acknowledged every message (with the embedded default, once
@@ -171,52 +178,83 @@ func (s *Store) appendTo(ctx context.Context, tenant string, events []*tallyv1.E
 }
 
 // prepare validates the batch and encodes each producer envelope once.
+// Large batches are encoded on every core: encoding is most of an append's
+// CPU, and the chain itself (which is serial) only hashes the bytes.
 func prepare(tenant string, events []*tallyv1.Envelope) ([]pending, error) {
 	out := make([]pending, len(events))
-	for i, env := range events {
-		if env == nil {
-			return nil, fmt.Errorf("%w: event %d is nil", ErrInvalidEvent, i)
-		}
-		kind := Kind(env)
-		if kind == "" {
-			return nil, fmt.Errorf("%w: event %d (%s) has no body", ErrInvalidEvent, i, env.GetEventId())
-		}
-		switch env.GetTenantId() {
-		case "":
-			env.TenantId = tenant
-		case tenant:
-		default:
-			return nil, fmt.Errorf("%w: event %d has tenant_id %q in a batch for tenant %q", ErrInvalidEvent, i, env.GetTenantId(), tenant)
-		}
-		var id uuid.UUID
-		if env.GetEventId() == "" {
-			var err error
-			if id, err = uuid.NewV7(); err != nil {
-				return nil, fmt.Errorf("event id: %w", err)
-			}
-			env.EventId = id.String()
-		} else {
-			var err error
-			if id, err = uuid.Parse(env.GetEventId()); err != nil {
-				return nil, fmt.Errorf("%w: event %d: event_id %q is not a UUID", ErrInvalidEvent, i, env.GetEventId())
+	workers := runtime.GOMAXPROCS(0)
+	if len(events) < 2048 || workers < 2 {
+		for i, env := range events {
+			if err := prepareOne(tenant, i, env, &out[i]); err != nil {
+				return nil, err
 			}
 		}
-		if env.GetSchemaVersion() == 0 {
-			env.SchemaVersion = 1
-		}
-		// The log's own fields are never taken from a producer.
-		env.RecordedAt, env.TenantSeq, env.PrevHash = nil, 0, nil
-		b, err := marshalOpts.Marshal(env)
+		return out, nil
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	per := (len(events) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*per, min((w+1)*per, len(events))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				if err := prepareOne(tenant, i, events[i], &out[i]); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
+			return nil, err
 		}
-		digest, err := contentDigest(b)
-		if err != nil {
-			return nil, fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
-		}
-		out[i] = pending{env: env, id: id, digest: digest, bytes: b, kind: kind}
 	}
 	return out, nil
+}
+
+func prepareOne(tenant string, i int, env *tallyv1.Envelope, out *pending) error {
+	if env == nil {
+		return fmt.Errorf("%w: event %d is nil", ErrInvalidEvent, i)
+	}
+	kind := Kind(env)
+	if kind == "" {
+		return fmt.Errorf("%w: event %d (%s) has no body", ErrInvalidEvent, i, env.GetEventId())
+	}
+	switch env.GetTenantId() {
+	case "":
+		env.TenantId = tenant
+	case tenant:
+	default:
+		return fmt.Errorf("%w: event %d has tenant_id %q in a batch for tenant %q", ErrInvalidEvent, i, env.GetTenantId(), tenant)
+	}
+	var id uuid.UUID
+	var err error
+	if env.GetEventId() == "" {
+		if id, err = uuid.NewV7(); err != nil {
+			return fmt.Errorf("event id: %w", err)
+		}
+		env.EventId = id.String()
+	} else if id, err = uuid.Parse(env.GetEventId()); err != nil {
+		return fmt.Errorf("%w: event %d: event_id %q is not a UUID", ErrInvalidEvent, i, env.GetEventId())
+	}
+	if env.GetSchemaVersion() == 0 {
+		env.SchemaVersion = 1
+	}
+	// The log's own fields are never taken from a producer.
+	env.RecordedAt, env.TenantSeq, env.PrevHash = nil, 0, nil
+	b, err := marshalOpts.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
+	}
+	// With the log's fields cleared, the content digest is the digest of
+	// all the bytes (contentDigest skips nothing).
+	sum := sha256.Sum256(b)
+	*out = pending{env: env, id: id, digest: binary.BigEndian.Uint64(sum[:8]), bytes: b, kind: kind}
+	return nil
 }
 
 // filterNew drops events already in the log (same id, same content) and
@@ -268,25 +306,40 @@ func (s *Store) publish(ctx context.Context, tenant string, ts *tenantState, eve
 	for done < len(events) {
 		seq, head := ts.seq, ts.head
 		kind := events[done].kind
-		payload := make([]byte, 0, min(s.opts.MaxMessageBytes, 64<<10))
-		ids := sha256.New()
-		end := done
-		var prevs []Hash
+		// Size the message first, so it is built in one buffer with no
+		// copy: each stored event is written once, hashed in place.
+		size, end := 0, done
 		for end < len(events) && events[end].kind == kind {
-			p := events[end]
-			stored := appendLogFields(append(make([]byte, 0, len(p.bytes)+64), p.bytes...), recordedAt, seq+1, head)
-			if end > done && len(payload)+storedEventSize(len(stored)) > s.opts.MaxMessageBytes {
+			n := storedEventSize(len(events[end].bytes) + logFieldsSize(recordedAt, seq+uint64(end-done)+1))
+			if n > s.opts.MaxMessageBytes {
+				return done, msgs, fmt.Errorf("%w: event %s is %d bytes, over the log's message limit of %d", ErrInvalidEvent, events[end].id, n, s.opts.MaxMessageBytes)
+			}
+			if end > done && size+n > s.opts.MaxMessageBytes {
 				break
 			}
-			if storedEventSize(len(stored)) > s.opts.MaxMessageBytes {
-				return done, msgs, fmt.Errorf("%w: event %s is %d bytes, over the log's message limit of %d", ErrInvalidEvent, p.id, len(stored), s.opts.MaxMessageBytes)
-			}
-			h := ChainHash(head, stored)
-			payload = appendStoredEvent(payload, stored, h)
+			size += n
+			end++
+		}
+		payload := ts.buffer(size)
+		prevs := make([]Hash, 0, end-done)
+		ids := sha256.New()
+		for i := done; i < end; i++ {
+			p := events[i]
+			envLen := len(p.bytes) + logFieldsSize(recordedAt, seq+1)
+			inner := protowire.SizeTag(1) + protowire.SizeBytes(envLen) + protowire.SizeTag(2) + protowire.SizeBytes(HashSize)
+			payload = protowire.AppendTag(payload, 1, protowire.BytesType)
+			payload = protowire.AppendVarint(payload, uint64(inner))
+			payload = protowire.AppendTag(payload, 1, protowire.BytesType)
+			payload = protowire.AppendVarint(payload, uint64(envLen))
+			at := len(payload)
+			payload = append(payload, p.bytes...)
+			payload = appendLogFields(payload, recordedAt, seq+1, head)
+			h := ChainHash(head, payload[at:])
+			payload = protowire.AppendTag(payload, 2, protowire.BytesType)
+			payload = protowire.AppendBytes(payload, h[:])
 			ids.Write(p.id[:])
 			prevs = append(prevs, head)
 			seq, head = seq+1, h
-			end++
 		}
 		msg := nats.NewMsg(s.subject(tenant, kind))
 		msg.Data = payload
@@ -312,8 +365,10 @@ func (s *Store) publish(ctx context.Context, tenant string, ts *tenantState, eve
 				return done, msgs, errLostRace
 			}
 			// The outcome is unknown: the message may be stored. Re-read
-			// the head before the next append.
+			// the head before the next append, and never reuse a buffer
+			// the client may still hold for a resend.
 			ts.loaded = false
+			ts.buf = nil
 			return done, msgs, unavailable(fmt.Sprintf("append to tenant %q", tenant), err)
 		}
 		if ack.Duplicate {

@@ -80,18 +80,15 @@ func appendLogFields(b []byte, recordedAt []byte, tenantSeq uint64, prev Hash) [
 	return b
 }
 
-// appendStoredEvent appends one EventBatch.events element (a StoredEvent).
-func appendStoredEvent(payload, envelope []byte, hash Hash) []byte {
-	inner := protowire.SizeTag(1) + protowire.SizeBytes(len(envelope)) + protowire.SizeTag(2) + protowire.SizeBytes(HashSize)
-	payload = protowire.AppendTag(payload, 1, protowire.BytesType)
-	payload = protowire.AppendVarint(payload, uint64(inner))
-	payload = protowire.AppendTag(payload, 1, protowire.BytesType)
-	payload = protowire.AppendBytes(payload, envelope)
-	payload = protowire.AppendTag(payload, 2, protowire.BytesType)
-	payload = protowire.AppendBytes(payload, hash[:])
-	return payload
+// logFieldsSize is the size appendLogFields adds.
+func logFieldsSize(recordedAt []byte, tenantSeq uint64) int {
+	return protowire.SizeTag(fieldRecordedAt) + protowire.SizeBytes(len(recordedAt)) +
+		protowire.SizeTag(fieldTenantSeq) + protowire.SizeVarint(tenantSeq) +
+		protowire.SizeTag(fieldPrevHash) + protowire.SizeBytes(HashSize)
 }
 
+// storedEventSize is the size of one EventBatch.events element (a
+// StoredEvent) holding an envelope of envelopeLen bytes.
 func storedEventSize(envelopeLen int) int {
 	inner := protowire.SizeTag(1) + protowire.SizeBytes(envelopeLen) + protowire.SizeTag(2) + protowire.SizeBytes(HashSize)
 	return protowire.SizeTag(1) + protowire.SizeBytes(inner)

@@ -30,6 +30,17 @@ type tenantState struct {
 	seq  uint64
 	head Hash
 	ids  map[uuid.UUID]uint64
+	// buf is reused for the next message: JetStream has copied a message
+	// once its publish returns.
+	buf []byte
+}
+
+// buffer returns an empty slice with room for n bytes.
+func (ts *tenantState) buffer(n int) []byte {
+	if cap(ts.buf) < n {
+		ts.buf = make([]byte, 0, n)
+	}
+	return ts.buf[:0]
 }
 
 func (s *Store) tenant(id string) *tenantState {
