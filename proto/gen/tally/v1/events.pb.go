@@ -210,9 +210,41 @@ type CostLine struct {
 	// FOCUS version the line was read from, such as "1.0" or "1.3".
 	FocusVersion string `protobuf:"bytes,45,opt,name=focus_version,json=focusVersion,proto3" json:"focus_version,omitempty"`
 	// Number of source rows summed into this line.
-	RowCount      uint32 `protobuf:"varint,46,opt,name=row_count,json=rowCount,proto3" json:"row_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RowCount uint32 `protobuf:"varint,46,opt,name=row_count,json=rowCount,proto3" json:"row_count,omitempty"`
+	// FOCUS 1.2 InvoiceId.
+	InvoiceId string `protobuf:"bytes,47,opt,name=invoice_id,json=invoiceId,proto3" json:"invoice_id,omitempty"`
+	// Decimals, in pricing_currency (or billing_currency when that is empty).
+	ListUnitPrice       string `protobuf:"bytes,48,opt,name=list_unit_price,json=listUnitPrice,proto3" json:"list_unit_price,omitempty"`
+	ContractedUnitPrice string `protobuf:"bytes,49,opt,name=contracted_unit_price,json=contractedUnitPrice,proto3" json:"contracted_unit_price,omitempty"`
+	// ISO 4217 code of the pricing columns, when it differs from billing.
+	PricingCurrency string `protobuf:"bytes,50,opt,name=pricing_currency,json=pricingCurrency,proto3" json:"pricing_currency,omitempty"`
+	// Decimals, in pricing_currency.
+	PricingCurrencyContractedUnitPrice string `protobuf:"bytes,51,opt,name=pricing_currency_contracted_unit_price,json=pricingCurrencyContractedUnitPrice,proto3" json:"pricing_currency_contracted_unit_price,omitempty"`
+	PricingCurrencyEffectiveCost       string `protobuf:"bytes,52,opt,name=pricing_currency_effective_cost,json=pricingCurrencyEffectiveCost,proto3" json:"pricing_currency_effective_cost,omitempty"`
+	PricingCurrencyListUnitPrice       string `protobuf:"bytes,53,opt,name=pricing_currency_list_unit_price,json=pricingCurrencyListUnitPrice,proto3" json:"pricing_currency_list_unit_price,omitempty"`
+	CommitmentDiscountName             string `protobuf:"bytes,54,opt,name=commitment_discount_name,json=commitmentDiscountName,proto3" json:"commitment_discount_name,omitempty"`
+	// Decimal.
+	CommitmentDiscountQuantity string `protobuf:"bytes,55,opt,name=commitment_discount_quantity,json=commitmentDiscountQuantity,proto3" json:"commitment_discount_quantity,omitempty"`
+	CommitmentDiscountUnit     string `protobuf:"bytes,56,opt,name=commitment_discount_unit,json=commitmentDiscountUnit,proto3" json:"commitment_discount_unit,omitempty"`
+	// FOCUS SkuPriceDetails, the JSON text as exported.
+	SkuPriceDetails string `protobuf:"bytes,57,opt,name=sku_price_details,json=skuPriceDetails,proto3" json:"sku_price_details,omitempty"`
+	// FOCUS 1.3 ContractApplied, the JSON text as exported.
+	ContractApplied    string `protobuf:"bytes,58,opt,name=contract_applied,json=contractApplied,proto3" json:"contract_applied,omitempty"`
+	BillingAccountType string `protobuf:"bytes,59,opt,name=billing_account_type,json=billingAccountType,proto3" json:"billing_account_type,omitempty"`
+	SubAccountType     string `protobuf:"bytes,60,opt,name=sub_account_type,json=subAccountType,proto3" json:"sub_account_type,omitempty"`
+	// FOCUS 1.3 split-cost allocation: rows that share a ResourceId but
+	// allocate it to different targets are different lines.
+	AllocatedMethodId      string `protobuf:"bytes,61,opt,name=allocated_method_id,json=allocatedMethodId,proto3" json:"allocated_method_id,omitempty"`
+	AllocatedMethodDetails string `protobuf:"bytes,62,opt,name=allocated_method_details,json=allocatedMethodDetails,proto3" json:"allocated_method_details,omitempty"`
+	AllocatedResourceId    string `protobuf:"bytes,63,opt,name=allocated_resource_id,json=allocatedResourceId,proto3" json:"allocated_resource_id,omitempty"`
+	AllocatedResourceName  string `protobuf:"bytes,64,opt,name=allocated_resource_name,json=allocatedResourceName,proto3" json:"allocated_resource_name,omitempty"`
+	// Sorted by key.
+	AllocatedTags []*KeyValue `protobuf:"bytes,65,rep,name=allocated_tags,json=allocatedTags,proto3" json:"allocated_tags,omitempty"`
+	// FOCUS ServiceProviderName when it differs from scope.provider's source
+	// column (1.3 splits provider into service, host and invoice issuer).
+	ServiceProviderName string `protobuf:"bytes,66,opt,name=service_provider_name,json=serviceProviderName,proto3" json:"service_provider_name,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CostLine) Reset() {
@@ -565,6 +597,146 @@ func (x *CostLine) GetRowCount() uint32 {
 		return x.RowCount
 	}
 	return 0
+}
+
+func (x *CostLine) GetInvoiceId() string {
+	if x != nil {
+		return x.InvoiceId
+	}
+	return ""
+}
+
+func (x *CostLine) GetListUnitPrice() string {
+	if x != nil {
+		return x.ListUnitPrice
+	}
+	return ""
+}
+
+func (x *CostLine) GetContractedUnitPrice() string {
+	if x != nil {
+		return x.ContractedUnitPrice
+	}
+	return ""
+}
+
+func (x *CostLine) GetPricingCurrency() string {
+	if x != nil {
+		return x.PricingCurrency
+	}
+	return ""
+}
+
+func (x *CostLine) GetPricingCurrencyContractedUnitPrice() string {
+	if x != nil {
+		return x.PricingCurrencyContractedUnitPrice
+	}
+	return ""
+}
+
+func (x *CostLine) GetPricingCurrencyEffectiveCost() string {
+	if x != nil {
+		return x.PricingCurrencyEffectiveCost
+	}
+	return ""
+}
+
+func (x *CostLine) GetPricingCurrencyListUnitPrice() string {
+	if x != nil {
+		return x.PricingCurrencyListUnitPrice
+	}
+	return ""
+}
+
+func (x *CostLine) GetCommitmentDiscountName() string {
+	if x != nil {
+		return x.CommitmentDiscountName
+	}
+	return ""
+}
+
+func (x *CostLine) GetCommitmentDiscountQuantity() string {
+	if x != nil {
+		return x.CommitmentDiscountQuantity
+	}
+	return ""
+}
+
+func (x *CostLine) GetCommitmentDiscountUnit() string {
+	if x != nil {
+		return x.CommitmentDiscountUnit
+	}
+	return ""
+}
+
+func (x *CostLine) GetSkuPriceDetails() string {
+	if x != nil {
+		return x.SkuPriceDetails
+	}
+	return ""
+}
+
+func (x *CostLine) GetContractApplied() string {
+	if x != nil {
+		return x.ContractApplied
+	}
+	return ""
+}
+
+func (x *CostLine) GetBillingAccountType() string {
+	if x != nil {
+		return x.BillingAccountType
+	}
+	return ""
+}
+
+func (x *CostLine) GetSubAccountType() string {
+	if x != nil {
+		return x.SubAccountType
+	}
+	return ""
+}
+
+func (x *CostLine) GetAllocatedMethodId() string {
+	if x != nil {
+		return x.AllocatedMethodId
+	}
+	return ""
+}
+
+func (x *CostLine) GetAllocatedMethodDetails() string {
+	if x != nil {
+		return x.AllocatedMethodDetails
+	}
+	return ""
+}
+
+func (x *CostLine) GetAllocatedResourceId() string {
+	if x != nil {
+		return x.AllocatedResourceId
+	}
+	return ""
+}
+
+func (x *CostLine) GetAllocatedResourceName() string {
+	if x != nil {
+		return x.AllocatedResourceName
+	}
+	return ""
+}
+
+func (x *CostLine) GetAllocatedTags() []*KeyValue {
+	if x != nil {
+		return x.AllocatedTags
+	}
+	return nil
+}
+
+func (x *CostLine) GetServiceProviderName() string {
+	if x != nil {
+		return x.ServiceProviderName
+	}
+	return ""
 }
 
 // CostDelta is the signed change a restatement or retraction makes to a line.
@@ -1190,9 +1362,12 @@ type ResourceTagged struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Provider   string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
 	ResourceId string                 `protobuf:"bytes,2,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	// Sorted by key. An empty value removes the key.
+	// Sorted by key. Values may be empty: an empty value is a value (AWS,
+	// Azure and Google Cloud all allow it); use removed_keys to drop a key.
 	Tags          []*KeyValue            `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
 	EffectiveFrom *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	// Keys no longer set on the resource from effective_from.
+	RemovedKeys   []string `protobuf:"bytes,5,rep,name=removed_keys,json=removedKeys,proto3" json:"removed_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1251,6 +1426,13 @@ func (x *ResourceTagged) GetTags() []*KeyValue {
 func (x *ResourceTagged) GetEffectiveFrom() *timestamppb.Timestamp {
 	if x != nil {
 		return x.EffectiveFrom
+	}
+	return nil
+}
+
+func (x *ResourceTagged) GetRemovedKeys() []string {
+	if x != nil {
+		return x.RemovedKeys
 	}
 	return nil
 }
@@ -1528,10 +1710,12 @@ func (x *AllocationRuleSet) GetApprover() *Actor {
 
 // AllocationRuleRetired: a rule stops applying from effective_to.
 type AllocationRuleRetired struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	EffectiveTo   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RuleId      string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	EffectiveTo *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	Reason      string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who approved the retirement, if it needed approval.
+	Approver      *Actor `protobuf:"bytes,4,opt,name=approver,proto3" json:"approver,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1585,6 +1769,13 @@ func (x *AllocationRuleRetired) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *AllocationRuleRetired) GetApprover() *Actor {
+	if x != nil {
+		return x.Approver
+	}
+	return nil
 }
 
 // InvoiceRecorded: a provider's invoice, for reconciliation at close.
@@ -1857,8 +2048,10 @@ type BudgetSet struct {
 	// Decimal percentages at which to alert, such as "80" and "100".
 	AlertThresholds []string               `protobuf:"bytes,7,rep,name=alert_thresholds,json=alertThresholds,proto3" json:"alert_thresholds,omitempty"`
 	EffectiveFrom   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Who approved the budget, if it needed approval.
+	Approver      *Actor `protobuf:"bytes,9,opt,name=approver,proto3" json:"approver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BudgetSet) Reset() {
@@ -1943,6 +2136,13 @@ func (x *BudgetSet) GetAlertThresholds() []string {
 func (x *BudgetSet) GetEffectiveFrom() *timestamppb.Timestamp {
 	if x != nil {
 		return x.EffectiveFrom
+	}
+	return nil
+}
+
+func (x *BudgetSet) GetApprover() *Actor {
+	if x != nil {
+		return x.Approver
 	}
 	return nil
 }
@@ -2049,7 +2249,7 @@ var File_tally_v1_events_proto protoreflect.FileDescriptor
 
 const file_tally_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x15tally/v1/events.proto\x12\btally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"\xc6\x0f\n" +
+	"\x15tally/v1/events.proto\x12\btally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"\xfd\x17\n" +
 	"\bCostLine\x12\x19\n" +
 	"\bline_key\x18\x01 \x01(\tR\alineKey\x12)\n" +
 	"\x05scope\x18\x02 \x01(\v2\x13.tally.v1.BillScopeR\x05scope\x120\n" +
@@ -2103,7 +2303,28 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	"extensions\x18, \x03(\v2\x12.tally.v1.KeyValueR\n" +
 	"extensions\x12#\n" +
 	"\rfocus_version\x18- \x01(\tR\ffocusVersion\x12\x1b\n" +
-	"\trow_count\x18. \x01(\rR\browCount\"\x9c\x02\n" +
+	"\trow_count\x18. \x01(\rR\browCount\x12\x1d\n" +
+	"\n" +
+	"invoice_id\x18/ \x01(\tR\tinvoiceId\x12&\n" +
+	"\x0flist_unit_price\x180 \x01(\tR\rlistUnitPrice\x122\n" +
+	"\x15contracted_unit_price\x181 \x01(\tR\x13contractedUnitPrice\x12)\n" +
+	"\x10pricing_currency\x182 \x01(\tR\x0fpricingCurrency\x12R\n" +
+	"&pricing_currency_contracted_unit_price\x183 \x01(\tR\"pricingCurrencyContractedUnitPrice\x12E\n" +
+	"\x1fpricing_currency_effective_cost\x184 \x01(\tR\x1cpricingCurrencyEffectiveCost\x12F\n" +
+	" pricing_currency_list_unit_price\x185 \x01(\tR\x1cpricingCurrencyListUnitPrice\x128\n" +
+	"\x18commitment_discount_name\x186 \x01(\tR\x16commitmentDiscountName\x12@\n" +
+	"\x1ccommitment_discount_quantity\x187 \x01(\tR\x1acommitmentDiscountQuantity\x128\n" +
+	"\x18commitment_discount_unit\x188 \x01(\tR\x16commitmentDiscountUnit\x12*\n" +
+	"\x11sku_price_details\x189 \x01(\tR\x0fskuPriceDetails\x12)\n" +
+	"\x10contract_applied\x18: \x01(\tR\x0fcontractApplied\x120\n" +
+	"\x14billing_account_type\x18; \x01(\tR\x12billingAccountType\x12(\n" +
+	"\x10sub_account_type\x18< \x01(\tR\x0esubAccountType\x12.\n" +
+	"\x13allocated_method_id\x18= \x01(\tR\x11allocatedMethodId\x128\n" +
+	"\x18allocated_method_details\x18> \x01(\tR\x16allocatedMethodDetails\x122\n" +
+	"\x15allocated_resource_id\x18? \x01(\tR\x13allocatedResourceId\x126\n" +
+	"\x17allocated_resource_name\x18@ \x01(\tR\x15allocatedResourceName\x129\n" +
+	"\x0eallocated_tags\x18A \x03(\v2\x12.tally.v1.KeyValueR\rallocatedTags\x122\n" +
+	"\x15service_provider_name\x18B \x01(\tR\x13serviceProviderName\"\x9c\x02\n" +
 	"\tCostDelta\x12\x1f\n" +
 	"\vbilled_cost\x18\x01 \x01(\tR\n" +
 	"billedCost\x12%\n" +
@@ -2165,13 +2386,14 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	" \x01(\rR\fbaselineDays\x12\x19\n" +
 	"\bgap_days\x18\v \x01(\rR\agapDays\x12)\n" +
 	"\x10measurement_days\x18\f \x01(\rR\x0fmeasurementDays\x12 \n" +
-	"\vdescription\x18\r \x01(\tR\vdescription\"\xb8\x01\n" +
+	"\vdescription\x18\r \x01(\tR\vdescription\"\xdb\x01\n" +
 	"\x0eResourceTagged\x12\x1a\n" +
 	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x1f\n" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
 	"resourceId\x12&\n" +
 	"\x04tags\x18\x03 \x03(\v2\x12.tally.v1.KeyValueR\x04tags\x12A\n" +
-	"\x0eeffective_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\"\xf3\x01\n" +
+	"\x0eeffective_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\x12!\n" +
+	"\fremoved_keys\x18\x05 \x03(\tR\vremovedKeys\"\xf3\x01\n" +
 	"\x0fAllocationMatch\x12\x1a\n" +
 	"\bprovider\x18\x01 \x01(\tR\bprovider\x12,\n" +
 	"\x12billing_account_id\x18\x02 \x01(\tR\x10billingAccountId\x12!\n" +
@@ -2195,11 +2417,12 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	"\x15remainder_cost_center\x18\t \x01(\tR\x13remainderCostCenter\x12 \n" +
 	"\vdescription\x18\n" +
 	" \x01(\tR\vdescription\x12+\n" +
-	"\bapprover\x18\v \x01(\v2\x0f.tally.v1.ActorR\bapprover\"\x87\x01\n" +
+	"\bapprover\x18\v \x01(\v2\x0f.tally.v1.ActorR\bapprover\"\xb4\x01\n" +
 	"\x15AllocationRuleRetired\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12=\n" +
 	"\feffective_to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveTo\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc8\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12+\n" +
+	"\bapprover\x18\x04 \x01(\v2\x0f.tally.v1.ActorR\bapprover\"\xc8\x01\n" +
 	"\x0fInvoiceRecorded\x12\x1d\n" +
 	"\n" +
 	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12)\n" +
@@ -2222,7 +2445,7 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	"toCurrency\x12\x12\n" +
 	"\x04rate\x18\x03 \x01(\tR\x04rate\x12\x12\n" +
 	"\x04date\x18\x04 \x01(\tR\x04date\x12\x16\n" +
-	"\x06source\x18\x05 \x01(\tR\x06source\"\xb0\x02\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\"\xdd\x02\n" +
 	"\tBudgetSet\x12\x1b\n" +
 	"\tbudget_id\x18\x01 \x01(\tR\bbudgetId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
@@ -2232,7 +2455,8 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\x05 \x01(\tR\x06amount\x12\x1a\n" +
 	"\bcurrency\x18\x06 \x01(\tR\bcurrency\x12)\n" +
 	"\x10alert_thresholds\x18\a \x03(\tR\x0falertThresholds\x12A\n" +
-	"\x0eeffective_from\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\"\xd8\x01\n" +
+	"\x0eeffective_from\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\x12+\n" +
+	"\bapprover\x18\t \x01(\v2\x0f.tally.v1.ActorR\bapprover\"\xd8\x01\n" +
 	"\x0fRequestRejected\x12\x1c\n" +
 	"\tprocedure\x18\x01 \x01(\tR\tprocedure\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x16\n" +
@@ -2307,38 +2531,41 @@ var file_tally_v1_events_proto_depIdxs = []int32{
 	21, // 2: tally.v1.CostLine.charge_period_end:type_name -> google.protobuf.Timestamp
 	22, // 3: tally.v1.CostLine.tags:type_name -> tally.v1.KeyValue
 	22, // 4: tally.v1.CostLine.extensions:type_name -> tally.v1.KeyValue
-	2,  // 5: tally.v1.CostLineRecorded.line:type_name -> tally.v1.CostLine
-	2,  // 6: tally.v1.CostLineRestated.line:type_name -> tally.v1.CostLine
-	3,  // 7: tally.v1.CostLineRestated.delta:type_name -> tally.v1.CostDelta
-	20, // 8: tally.v1.CostLineRetracted.scope:type_name -> tally.v1.BillScope
-	3,  // 9: tally.v1.CostLineRetracted.delta:type_name -> tally.v1.CostDelta
-	20, // 10: tally.v1.BillingPeriodFinalized.scope:type_name -> tally.v1.BillScope
-	23, // 11: tally.v1.BillingPeriodFinalized.billed_totals:type_name -> tally.v1.CurrencyAmount
-	21, // 12: tally.v1.UsageRecorded.period_start:type_name -> google.protobuf.Timestamp
-	21, // 13: tally.v1.UsageRecorded.period_end:type_name -> google.protobuf.Timestamp
-	22, // 14: tally.v1.UsageRecorded.attributes:type_name -> tally.v1.KeyValue
-	0,  // 15: tally.v1.RemediationExecuted.kind:type_name -> tally.v1.RemediationKind
-	21, // 16: tally.v1.RemediationExecuted.executed_at:type_name -> google.protobuf.Timestamp
-	22, // 17: tally.v1.ResourceTagged.tags:type_name -> tally.v1.KeyValue
-	21, // 18: tally.v1.ResourceTagged.effective_from:type_name -> google.protobuf.Timestamp
-	22, // 19: tally.v1.AllocationMatch.tags:type_name -> tally.v1.KeyValue
-	21, // 20: tally.v1.AllocationRuleSet.effective_from:type_name -> google.protobuf.Timestamp
-	21, // 21: tally.v1.AllocationRuleSet.effective_to:type_name -> google.protobuf.Timestamp
-	11, // 22: tally.v1.AllocationRuleSet.match:type_name -> tally.v1.AllocationMatch
-	1,  // 23: tally.v1.AllocationRuleSet.split:type_name -> tally.v1.SplitKind
-	12, // 24: tally.v1.AllocationRuleSet.shares:type_name -> tally.v1.CostCenterShare
-	24, // 25: tally.v1.AllocationRuleSet.approver:type_name -> tally.v1.Actor
-	21, // 26: tally.v1.AllocationRuleRetired.effective_to:type_name -> google.protobuf.Timestamp
-	20, // 27: tally.v1.InvoiceRecorded.scope:type_name -> tally.v1.BillScope
-	21, // 28: tally.v1.InvoiceRecorded.issued_at:type_name -> google.protobuf.Timestamp
-	24, // 29: tally.v1.PeriodClosed.approver:type_name -> tally.v1.Actor
-	11, // 30: tally.v1.BudgetSet.scope:type_name -> tally.v1.AllocationMatch
-	21, // 31: tally.v1.BudgetSet.effective_from:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	22, // 5: tally.v1.CostLine.allocated_tags:type_name -> tally.v1.KeyValue
+	2,  // 6: tally.v1.CostLineRecorded.line:type_name -> tally.v1.CostLine
+	2,  // 7: tally.v1.CostLineRestated.line:type_name -> tally.v1.CostLine
+	3,  // 8: tally.v1.CostLineRestated.delta:type_name -> tally.v1.CostDelta
+	20, // 9: tally.v1.CostLineRetracted.scope:type_name -> tally.v1.BillScope
+	3,  // 10: tally.v1.CostLineRetracted.delta:type_name -> tally.v1.CostDelta
+	20, // 11: tally.v1.BillingPeriodFinalized.scope:type_name -> tally.v1.BillScope
+	23, // 12: tally.v1.BillingPeriodFinalized.billed_totals:type_name -> tally.v1.CurrencyAmount
+	21, // 13: tally.v1.UsageRecorded.period_start:type_name -> google.protobuf.Timestamp
+	21, // 14: tally.v1.UsageRecorded.period_end:type_name -> google.protobuf.Timestamp
+	22, // 15: tally.v1.UsageRecorded.attributes:type_name -> tally.v1.KeyValue
+	0,  // 16: tally.v1.RemediationExecuted.kind:type_name -> tally.v1.RemediationKind
+	21, // 17: tally.v1.RemediationExecuted.executed_at:type_name -> google.protobuf.Timestamp
+	22, // 18: tally.v1.ResourceTagged.tags:type_name -> tally.v1.KeyValue
+	21, // 19: tally.v1.ResourceTagged.effective_from:type_name -> google.protobuf.Timestamp
+	22, // 20: tally.v1.AllocationMatch.tags:type_name -> tally.v1.KeyValue
+	21, // 21: tally.v1.AllocationRuleSet.effective_from:type_name -> google.protobuf.Timestamp
+	21, // 22: tally.v1.AllocationRuleSet.effective_to:type_name -> google.protobuf.Timestamp
+	11, // 23: tally.v1.AllocationRuleSet.match:type_name -> tally.v1.AllocationMatch
+	1,  // 24: tally.v1.AllocationRuleSet.split:type_name -> tally.v1.SplitKind
+	12, // 25: tally.v1.AllocationRuleSet.shares:type_name -> tally.v1.CostCenterShare
+	24, // 26: tally.v1.AllocationRuleSet.approver:type_name -> tally.v1.Actor
+	21, // 27: tally.v1.AllocationRuleRetired.effective_to:type_name -> google.protobuf.Timestamp
+	24, // 28: tally.v1.AllocationRuleRetired.approver:type_name -> tally.v1.Actor
+	20, // 29: tally.v1.InvoiceRecorded.scope:type_name -> tally.v1.BillScope
+	21, // 30: tally.v1.InvoiceRecorded.issued_at:type_name -> google.protobuf.Timestamp
+	24, // 31: tally.v1.PeriodClosed.approver:type_name -> tally.v1.Actor
+	11, // 32: tally.v1.BudgetSet.scope:type_name -> tally.v1.AllocationMatch
+	21, // 33: tally.v1.BudgetSet.effective_from:type_name -> google.protobuf.Timestamp
+	24, // 34: tally.v1.BudgetSet.approver:type_name -> tally.v1.Actor
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_tally_v1_events_proto_init() }

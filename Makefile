@@ -1,0 +1,61 @@
+# Tally: two commands do everything on a fresh machine.
+#   make run   build and start Tally all-in-one on its embedded defaults
+#   make test  install what the tests need, check generated code, vet, and run every test
+SHELL := /bin/bash
+GO ?= go
+DATA_DIR ?= $(CURDIR)/.tally
+ADDR ?= 127.0.0.1:8080
+TEST_TIMEOUT ?= 14m
+BENCH_EVENTS ?= 1000000
+BENCH_OUT ?= $(CURDIR)/bench-results
+
+.PHONY: all build run test test-short deps check-generated proto lint bench bench-go clean
+
+all: build
+
+build:
+	$(GO) build -o bin/tally ./cmd/tally
+
+## run: build and start Tally all-in-one (embedded NATS JetStream, local or private PostgreSQL).
+run: build
+	@echo "Tally: data in $(DATA_DIR), listening on http://$(ADDR)  (health: /healthz, metrics: /metrics)"
+	./bin/tally serve --data-dir "$(DATA_DIR)" --addr "$(ADDR)"
+
+## test: everything CI runs.
+test: deps check-generated lint
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## deps: what the tests need that Go does not fetch itself (a PostgreSQL to talk to or to start).
+deps:
+	@bash scripts/ensure-postgres.sh
+	$(GO) mod download
+	$(GO) build ./... 
+
+## check-generated: fail when proto/gen is stale (make proto regenerates it).
+check-generated: proto
+	@git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run 'make proto' and commit the result"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/gen)" || { echo "proto/gen has untracked files: run 'make proto' and commit the result"; git status --porcelain -- proto/gen; exit 1; }
+
+proto:
+	$(GO) tool buf lint
+	$(GO) tool buf generate
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+	$(GO) tool buf lint
+
+## bench: durable append vs the machine's raw JetStream limits, in one run.
+bench:
+	@mkdir -p "$(BENCH_OUT)"
+	$(GO) run ./bench/cmd/tally-bench -events $(BENCH_EVENTS) -json "$(BENCH_OUT)/log.json"
+
+## bench-go: the Go benchmarks, for benchstat (go tool benchstat old.txt new.txt).
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee "$(BENCH_OUT)/go-bench.txt"
+
+clean:
+	rm -rf bin
