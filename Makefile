@@ -31,8 +31,7 @@ test-short:
 ## deps: what the tests need that Go does not fetch itself (a PostgreSQL to talk to or to start).
 deps:
 	@bash scripts/ensure-postgres.sh
-	$(GO) mod download
-	$(GO) build ./... 
+	$(GO) build ./...
 
 ## check-generated: fail when proto/gen is stale (make proto regenerates it).
 check-generated: proto
