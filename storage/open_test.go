@@ -134,3 +134,4 @@ func TestWhere(t *testing.T) {
 		})
 	}
 }
+
