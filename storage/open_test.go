@@ -134,4 +134,3 @@ func TestWhere(t *testing.T) {
 		})
 	}
 }
-
