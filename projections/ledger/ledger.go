@@ -1,0 +1,62 @@
+// Package ledger owns the ledger read model: every cost line's current state by tenant, bill,
+// charge period and FOCUS dimension, its restatement history, the finalized bills and daily
+// rollups for dashboards; the fold that builds them from cost events, and the queries over
+// them. Its SQL lives beside its fold (schema.sql, fold.go, query.go). It is run by the
+// projections runner and must never import the gateway.
+package ledger
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tally-ledger/tally/eventstore"
+)
+
+const (
+	// Name of the projection and of its live PostgreSQL schema.
+	Name = "ledger"
+	// Version of the fold and tables; bump it to rebuild on deploy.
+	Version = 1
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// Projection folds cost events into the ledger tables. The zero value is ready.
+type Projection struct{}
+
+// New returns the ledger projection.
+func New() *Projection { return &Projection{} }
+
+// Name implements projections.Projection.
+func (*Projection) Name() string { return Name }
+
+// Version implements projections.Projection.
+func (*Projection) Version() int { return Version }
+
+// Kinds implements projections.Projection.
+func (*Projection) Kinds() []string {
+	return []string{"cost_line_recorded", "cost_line_restated", "cost_line_retracted", "billing_period_finalized"}
+}
+
+// Setup implements projections.Projection: it creates the tables in schema.
+func (*Projection) Setup(ctx context.Context, tx pgx.Tx, schema string) error {
+	if _, err := tx.Exec(ctx, inSchema(schemaSQL, schema)); err != nil {
+		return fmt.Errorf("create ledger tables: %w", err)
+	}
+	return nil
+}
+
+// Apply implements projections.Projection.
+func (*Projection) Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error {
+	return apply(ctx, tx, schema, events)
+}
+
+// inSchema puts sql's tables in schema.
+func inSchema(sql, schema string) string {
+	return strings.ReplaceAll(sql, "ledger_schema.", pgx.Identifier{schema}.Sanitize()+".")
+}

@@ -1,0 +1,103 @@
+-- The ledger read model. Setup runs this in the projection's schema (written here as
+-- "ledger_schema."): the live copy is "ledger", a rebuild builds "ledger_next" beside it.
+
+-- lines: the current state of every cost line, partitioned by month of billing period
+-- (partitions are created by the fold as months appear: lines_YYYYMM). A retracted line is
+-- removed; its history stays in line_history.
+CREATE TABLE ledger_schema.lines (
+    tenant_id            text        NOT NULL,
+    provider             text        NOT NULL,
+    billing_account_id   text        NOT NULL,
+    billing_period_start timestamptz NOT NULL,
+    line_key             text        NOT NULL,
+    billing_period_end   timestamptz NOT NULL,
+    billing_account_name text        NOT NULL,
+    charge_period_start  timestamptz,
+    charge_period_end    timestamptz,
+    sub_account_id       text        NOT NULL,
+    sub_account_name     text        NOT NULL,
+    service_name         text        NOT NULL,
+    service_category     text        NOT NULL,
+    region_id            text        NOT NULL,
+    availability_zone    text        NOT NULL,
+    resource_id          text        NOT NULL,
+    sku_id               text        NOT NULL,
+    charge_category      text        NOT NULL,
+    charge_class         text        NOT NULL,
+    pricing_category     text        NOT NULL,
+    pricing_quantity     numeric,
+    pricing_unit         text        NOT NULL,
+    consumed_quantity    numeric,
+    consumed_unit        text        NOT NULL,
+    billed_cost          numeric     NOT NULL,
+    effective_cost       numeric     NOT NULL,
+    list_cost            numeric     NOT NULL,
+    contracted_cost      numeric     NOT NULL,
+    billing_currency     text        NOT NULL,
+    tags                 jsonb       NOT NULL,
+    final                boolean     NOT NULL,
+    post_close           boolean     NOT NULL,
+    last_event_id        uuid        NOT NULL,
+    updated_seq          bigint      NOT NULL,
+    PRIMARY KEY (tenant_id, billing_period_start, provider, billing_account_id, line_key)
+) PARTITION BY RANGE (billing_period_start);
+
+CREATE INDEX ON ledger_schema.lines (tenant_id, charge_period_start);
+
+-- line_history: every record, restatement and retraction, with the event that made it and the
+-- signed delta it made to the line's amounts.
+CREATE TABLE ledger_schema.line_history (
+    tenant_id                text        NOT NULL,
+    stream_seq               bigint      NOT NULL,
+    event_index              int         NOT NULL,
+    event_id                 uuid        NOT NULL,
+    op                       text        NOT NULL CHECK (op IN ('recorded', 'restated', 'retracted')),
+    provider                 text        NOT NULL,
+    billing_account_id       text        NOT NULL,
+    billing_period_start     timestamptz NOT NULL,
+    line_key                 text        NOT NULL,
+    previous_event_id        text        NOT NULL,
+    post_close               boolean     NOT NULL,
+    billing_currency         text        NOT NULL,
+    billed_cost_delta        numeric     NOT NULL,
+    effective_cost_delta     numeric     NOT NULL,
+    list_cost_delta          numeric     NOT NULL,
+    contracted_cost_delta    numeric     NOT NULL,
+    consumed_quantity_delta  numeric,
+    pricing_quantity_delta   numeric,
+    PRIMARY KEY (tenant_id, stream_seq, event_index)
+);
+
+CREATE INDEX ON ledger_schema.line_history (tenant_id, line_key);
+
+-- finalized_scopes: bills the provider has finalized; a line is final iff its scope is here.
+CREATE TABLE ledger_schema.finalized_scopes (
+    tenant_id            text        NOT NULL,
+    provider             text        NOT NULL,
+    billing_account_id   text        NOT NULL,
+    billing_period_start timestamptz NOT NULL,
+    billing_period_end   timestamptz NOT NULL,
+    event_id             uuid        NOT NULL,
+    stream_seq           bigint      NOT NULL,
+    PRIMARY KEY (tenant_id, provider, billing_account_id, billing_period_start)
+);
+
+-- daily: lines summed per UTC day of charge period start and the dashboard dimensions. The
+-- fold keeps it equal to the same GROUP BY over lines (amounts trimmed of trailing zeros,
+-- rows with no line removed).
+CREATE TABLE ledger_schema.daily (
+    tenant_id          text    NOT NULL,
+    day                date    NOT NULL,
+    provider           text    NOT NULL,
+    billing_account_id text    NOT NULL,
+    service_name       text    NOT NULL,
+    region_id          text    NOT NULL,
+    charge_category    text    NOT NULL,
+    billing_currency   text    NOT NULL,
+    final              boolean NOT NULL,
+    billed_cost        numeric NOT NULL,
+    effective_cost     numeric NOT NULL,
+    list_cost          numeric NOT NULL,
+    line_count         bigint  NOT NULL,
+    PRIMARY KEY (tenant_id, day, provider, billing_account_id, service_name, region_id, charge_category, billing_currency, final)
+);

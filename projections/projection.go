@@ -1,0 +1,69 @@
+package projections
+
+import (
+	"context"
+	"hash/fnv"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tally-ledger/tally/eventstore"
+)
+
+// Projection is one read model. The runner calls its methods inside transactions it owns; a
+// projection never commits, and never reads the log itself.
+type Projection interface {
+	// Name is the projection's name and the name of its live PostgreSQL schema: a lower-case
+	// SQL identifier such as "ledger".
+	Name() string
+	// Version of the projection's code: bump it when the fold or the tables change, and the
+	// runner rebuilds the read model on start.
+	Version() int
+	// Kinds are the event kinds (eventstore.Kinds) the projection folds.
+	Kinds() []string
+	// Setup creates the projection's tables in schema, which exists and is empty.
+	Setup(ctx context.Context, tx pgx.Tx, schema string) error
+	// Apply folds events, in log order, into the tables in schema. It must write in bulk
+	// (COPY, set-based SQL), not a statement per event, and must be deterministic: folding the
+	// same events gives the same rows, however they are cut into batches.
+	Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error
+}
+
+// Log is what the runner needs of the event log; *eventstore.Store has it.
+type Log interface {
+	Read(ctx context.Context, f eventstore.ReadFilter, fn func(eventstore.Event) error) error
+	LastSeq(ctx context.Context) (uint64, error)
+}
+
+var _ Log = (*eventstore.Store)(nil)
+
+// Partition is the partition, of n, that holds tenant's events.
+func Partition(tenant string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenant))
+	return int(h.Sum32() % uint32(n))
+}
+
+// checkpointName is the projection_checkpoints row of one partition.
+func checkpointName(name string, part, parts int) string {
+	if parts <= 1 {
+		return name
+	}
+	return name + "#" + strconv.Itoa(part) + "/" + strconv.Itoa(parts)
+}
+
+// nextSchema is where a rebuild builds the new copy; oldSchema is where the swap parks the
+// copy it replaces until it is dropped.
+func nextSchema(name string) string { return name + "_next" }
+func oldSchema(name string) string  { return name + "_old" }
+
+// lockKey is the first advisory-lock key of a projection (the second is the partition, or -1
+// for the rebuild lock).
+func lockKey(name string) int32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte("tally.projection." + name))
+	return int32(h.Sum32())
+}
