@@ -3,7 +3,6 @@ package eventstore
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -76,7 +75,9 @@ var marshalOpts = proto.MarshalOptions{}
 //
 // Idempotent: an event whose id is already in the tenant's log with the same
 // content is skipped (counted in Duplicates); with other content the whole
-// append is refused with ErrDuplicate. This holds at any distance in time, not
+// append is refused with ErrDuplicate. Content is the fact: event id, tenant,
+// occurred_at, schema version, idempotency key and body; a retry may carry
+// another actor, source, correlation or causation id. This holds at any distance in time, not
 // only within JetStream's dedupe window, because the ids are checked against
 // the log itself. Give events deterministic ids (DeterministicID) to make
 // retries safe; an empty id gets a random UUIDv7.
@@ -250,10 +251,11 @@ func prepareOne(tenant string, i int, env *tallyv1.Envelope, out *pending) error
 	if err != nil {
 		return fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
 	}
-	// With the log's fields cleared, the content digest is the digest of
-	// all the bytes (contentDigest skips nothing).
-	sum := sha256.Sum256(b)
-	*out = pending{env: env, id: id, digest: binary.BigEndian.Uint64(sum[:8]), bytes: b, kind: kind}
+	digest, err := contentDigest(b)
+	if err != nil {
+		return fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
+	}
+	*out = pending{env: env, id: id, digest: digest, bytes: b, kind: kind}
 	return nil
 }
 

@@ -21,13 +21,22 @@ type Hash [HashSize]byte
 // ZeroHash is the prev_hash of a tenant's first event.
 var ZeroHash Hash
 
-// Envelope field numbers set by the log, never by a producer. They are left
-// out of an event's content digest, so a retried append of the same fact is
-// recognised whatever its log position.
+// Envelope field numbers set by the log, never by a producer.
 const (
 	fieldRecordedAt = 4
 	fieldTenantSeq  = 11
 	fieldPrevHash   = 12
+)
+
+// Envelope fields that describe one attempt to record a fact rather than the
+// fact: a retry may come from another run, request or actor. They are left
+// out of the content digest, with the log's own fields, so that a retry of
+// the same fact is recognised as a duplicate, not refused as a conflict.
+const (
+	fieldActor         = 5
+	fieldSource        = 6
+	fieldCorrelationID = 7
+	fieldCausationID   = 8
 )
 
 // ChainHash is SHA-256(prev || envelope bytes as stored).
@@ -40,8 +49,9 @@ func ChainHash(prev Hash, envelope []byte) Hash {
 	return out
 }
 
-// contentDigest hashes an envelope's stored bytes without the fields the log
-// sets. Two appends of the same producer envelope have the same digest.
+// contentDigest hashes an envelope's bytes without the fields the log sets
+// and without the attempt's metadata (actor, source, correlation and
+// causation): two appends of the same fact have the same digest.
 func contentDigest(envelope []byte) (uint64, error) {
 	h := sha256.New()
 	b := envelope
@@ -55,7 +65,7 @@ func contentDigest(envelope []byte) (uint64, error) {
 			return 0, protowire.ParseError(m)
 		}
 		switch num {
-		case fieldRecordedAt, fieldTenantSeq, fieldPrevHash:
+		case fieldRecordedAt, fieldTenantSeq, fieldPrevHash, fieldActor, fieldSource, fieldCorrelationID, fieldCausationID:
 		default:
 			h.Write(b[:n+m])
 		}

@@ -108,6 +108,19 @@ func TestAppendIdempotent(t *testing.T) {
 	require.Equal(t, 0, res.Appended)
 	require.Equal(t, 100, res.Duplicates)
 
+	// A retry from another run carries other request metadata: still the
+	// same facts.
+	retry := costLines("acme", 0, 100)
+	for _, env := range retry {
+		env.CorrelationId = "another-run"
+		env.Source = &tallyv1.Source{Adapter: "retry", BatchId: "run-2"}
+		env.Actor = &tallyv1.Actor{Kind: tallyv1.ActorKind_ACTOR_KIND_USER, Id: "someone-else"}
+	}
+	res, err = st.Append(ctx, "acme", retry)
+	require.NoError(t, err)
+	require.Equal(t, 0, res.Appended)
+	require.Equal(t, 100, res.Duplicates)
+
 	// An overlapping batch appends only what is new.
 	res, err = st.Append(ctx, "acme", costLines("acme", 50, 100))
 	require.NoError(t, err)
