@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-
 	"github.com/tally-ledger/tally/eventstore"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 )

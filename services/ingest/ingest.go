@@ -53,10 +53,10 @@ type Progress struct {
 type Summary struct {
 	File        string
 	RunID       string
-	RowsRead    int64 // good rows
-	RowsBad     int64 // rejected rows
+	RowsRead    int64             // good rows
+	RowsBad     int64             // rejected rows
 	Rejected    []*focus.RowError // the first rejected rows, at most 1,000
-	Lines       int64 // distinct lines in the file
+	Lines       int64             // distinct lines in the file
 	Recorded    int64
 	Restated    int64
 	Retracted   int64
