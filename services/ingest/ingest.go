@@ -74,6 +74,17 @@ type Summary struct {
 	HeadSeq     uint64 // tenant's chain head after the ingest
 	StreamSeq   uint64 // stream sequence of that head: wait for projections up to it
 	FileVersion focus.Version
+	// Timings of the phases, for operators and benchmarks.
+	Timings Timings
+}
+
+// Timings of an ingest's phases.
+type Timings struct {
+	Stage   time.Duration // read, validate and copy the file into PostgreSQL
+	CatchUp time.Duration // fold the log's new cost events into the state
+	Diff    time.Duration // compute the differences and build events (excluding appends and folds)
+	Append  time.Duration // durable appends to the log
+	Fold    time.Duration // fold the appended changes into the state
 }
 
 // CurrencyTotal is an exact billed total in one currency.
@@ -137,7 +148,10 @@ func Ingest(ctx context.Context, store *eventstore.Store, pool *pgxpool.Pool, te
 	in.conn = conn.Conn()
 	defer in.conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+stageTable) //nolint:errcheck // best effort; a temp table goes with its session anyway
 
-	if err := in.stage(ctx, r); err != nil {
+	t0 := time.Now()
+	err = in.stage(ctx, r)
+	in.sum.Timings.Stage = time.Since(t0)
+	if err != nil {
 		in.sum.Duration = time.Since(start)
 		return in.sum, err
 	}
@@ -185,19 +199,32 @@ func (in *run) stage(ctx context.Context, r *focus.Reader) error {
 }
 
 // apply catches the state up, diffs and appends; an eventstore.ErrConflict
-// means it should be called again.
-func (in *run) apply(ctx context.Context) error {
+// means it should be called again. Whatever it appended is folded into the
+// ingest state before it returns.
+func (in *run) apply(ctx context.Context) (err error) {
 	head, err := in.store.Head(ctx, in.tenant)
 	if err != nil {
 		return err
 	}
+	t0 := time.Now()
 	if _, err := catchUp(ctx, in.conn, in.store, in.tenant); err != nil {
 		return err
 	}
+	in.sum.Timings.CatchUp += time.Since(t0)
+	t0 = time.Now()
+	appendBefore, foldBefore := in.sum.Timings.Append, in.sum.Timings.Fold
+	defer func() {
+		in.sum.Timings.Diff += time.Since(t0) - (in.sum.Timings.Append - appendBefore) - (in.sum.Timings.Fold - foldBefore)
+	}()
 	if err := in.loadClosed(ctx); err != nil {
 		return err
 	}
 	ap := &appender{in: in, expect: head.Seq}
+	defer func() {
+		if merr := ap.merge(ctx); merr != nil && err == nil {
+			err = merr
+		}
+	}()
 	in.sum.HeadSeq, in.sum.StreamSeq = head.Seq, head.StreamSeq
 	in.sum.Recorded, in.sum.Restated, in.sum.Retracted, in.sum.PostClose, in.sum.Unchanged = 0, 0, 0, 0, 0
 
@@ -232,11 +259,7 @@ func (in *run) apply(ctx context.Context) error {
 	}
 	in.sum.Unchanged = lines - changed
 
-	keys := make([]string, 0, len(in.scopes))
-	for k := range in.scopes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := sortedKeys(in.scopes)
 	rows, err = in.conn.Query(ctx, removedLines, in.tenant, keys)
 	if err != nil {
 		return fmt.Errorf("find lines removed from %s: %w", in.file, err)

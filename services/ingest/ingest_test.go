@@ -32,13 +32,13 @@ type env struct {
 	pool  *pgxpool.Pool
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	srv := natstest.Run(t)
 	pool, _ := pgtest.NewDB(t)
 	return &env{srv: srv, store: srv.Store(), pool: pool}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
