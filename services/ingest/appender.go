@@ -21,6 +21,7 @@ type appender struct {
 	expect     uint64 // tenant sequence the next append expects as head
 	pending    []*change
 	conn       *pgxpool.Conn // holds the applied table
+	base       uint64        // the state's checkpoint when the diff was computed
 	lastStream uint64        // stream sequence of the last successful append
 	finalized  []*tallyv1.Envelope
 }
@@ -134,8 +135,10 @@ func (a *appender) fold(ctx context.Context) error {
 
 // merge folds what this attempt appended into the ingest state and moves
 // the checkpoint to the last append, in one transaction. It runs whether the
-// attempt succeeded or not: whatever reached the log is folded. Had it
-// failed, the next ingest's catch-up folds the same events from the log.
+// attempt succeeded or not: whatever reached the log is folded. If another
+// writer moved the state meanwhile, the applied rows may be older than what it
+// folded: they are dropped and the state catches up from the log instead,
+// in log order. Had merge failed, the next catch-up folds the same events.
 func (a *appender) merge(ctx context.Context) error {
 	if a.conn == nil {
 		return nil
@@ -173,6 +176,21 @@ ON CONFLICT (tenant_id, scope_key, line_key) DO UPDATE SET
 		return fmt.Errorf("merge appended changes into the ingest state: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	cp, err := lockState(ctx, tx, in.tenant)
+	if err != nil {
+		return err
+	}
+	if cp != a.base {
+		if err := tx.Rollback(ctx); err != nil {
+			return err
+		}
+		if _, err := a.conn.Exec(ctx, "TRUNCATE "+appliedTable); err != nil {
+			return err
+		}
+		_, err := catchUp(ctx, a.conn.Conn(), in.store, in.tenant)
+		in.sum.Timings.Fold += time.Since(t0)
+		return err
+	}
 	if err := tx.SendBatch(ctx, f.b).Close(); err != nil {
 		return fmt.Errorf("merge appended changes into the ingest state: %w", err)
 	}

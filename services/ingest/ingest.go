@@ -207,7 +207,8 @@ func (in *run) apply(ctx context.Context) (err error) {
 		return err
 	}
 	t0 := time.Now()
-	if _, err := catchUp(ctx, in.conn, in.store, in.tenant); err != nil {
+	base, err := catchUp(ctx, in.conn, in.store, in.tenant)
+	if err != nil {
 		return err
 	}
 	in.sum.Timings.CatchUp += time.Since(t0)
@@ -219,7 +220,7 @@ func (in *run) apply(ctx context.Context) (err error) {
 	if err := in.loadClosed(ctx); err != nil {
 		return err
 	}
-	ap := &appender{in: in, expect: head.Seq}
+	ap := &appender{in: in, expect: head.Seq, base: base}
 	defer func() {
 		if merr := ap.merge(ctx); merr != nil && err == nil {
 			err = merr

@@ -40,17 +40,47 @@ ON CONFLICT (tenant_id) DO UPDATE SET stream_seq = GREATEST(ingest_checkpoints.s
 // catchUpBatch is how many events share one transaction while catching up.
 const catchUpBatch = 5000
 
+// errStateMoved: another writer folded into the tenant's ingest state since
+// this one read its checkpoint.
+var errStateMoved = errors.New("ingest state moved")
+
+// lockState serialises the writers of one tenant's ingest state for the
+// rest of tx and returns the state's checkpoint. Every write is fenced on it:
+// a writer whose view is older than the checkpoint must not write, or it could
+// put back values that newer events already replaced.
+func lockState(ctx context.Context, tx pgx.Tx, tenant string) (uint64, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('tally.ingest_state.' || $1, 0))`, tenant); err != nil {
+		return 0, fmt.Errorf("lock the ingest state of tenant %q: %w", tenant, err)
+	}
+	var cp int64
+	err := tx.QueryRow(ctx, `SELECT stream_seq FROM ingest_checkpoints WHERE tenant_id = $1`, tenant).Scan(&cp)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("read ingest checkpoint of tenant %q: %w", tenant, err)
+	}
+	return uint64(cp), nil
+}
+
 // catchUp folds the tenant's cost events the state has not seen yet, up to
 // the end of the log, and returns the stream sequence it reached. Each batch
-// and its checkpoint commit together, so a crash loses nothing and folds
-// nothing twice.
+// and its checkpoint commit together, fenced on the checkpoint the batch was
+// read from: a crash loses nothing, nothing is folded twice or out of order.
 func catchUp(ctx context.Context, db *pgx.Conn, store *eventstore.Store, tenant string) (uint64, error) {
+	for attempt := 0; ; attempt++ {
+		last, err := catchUpOnce(ctx, db, store, tenant)
+		if !errors.Is(err, errStateMoved) || attempt >= 10 {
+			return last, err
+		}
+	}
+}
+
+func catchUpOnce(ctx context.Context, db *pgx.Conn, store *eventstore.Store, tenant string) (uint64, error) {
 	var from int64
 	err := db.QueryRow(ctx, `SELECT stream_seq FROM ingest_checkpoints WHERE tenant_id = $1`, tenant).Scan(&from)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("read ingest checkpoint of tenant %q: %w", tenant, err)
 	}
-	last := uint64(from)
+	base := uint64(from) // the checkpoint the pending batch was read from
+	last := base
 	f := newFolder(tenant)
 	n := 0
 	flush := func() error {
@@ -62,14 +92,21 @@ func catchUp(ctx context.Context, db *pgx.Conn, store *eventstore.Store, tenant 
 		if err != nil {
 			return err
 		}
-		defer tx.Rollback(context.WithoutCancel(ctx))
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+		cp, err := lockState(ctx, tx, tenant)
+		if err != nil {
+			return err
+		}
+		if cp != base {
+			return errStateMoved
+		}
 		if err := tx.SendBatch(ctx, f.b).Close(); err != nil {
 			return fmt.Errorf("fold cost events of tenant %q: %w", tenant, err)
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return err
 		}
-		f, n = newFolder(tenant), 0
+		f, n, base = newFolder(tenant), 0, last
 		return nil
 	}
 	err = store.Read(ctx, eventstore.ReadFilter{Tenant: tenant, Kinds: stateKinds, FromStreamSeq: last + 1}, func(ev eventstore.Event) error {
