@@ -29,6 +29,16 @@ type Projection interface {
 	Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error
 }
 
+// Preparer is implemented by a projection that can do part of a batch's work without the
+// database (decoding, building rows). The runner then prepares a batch while the previous
+// one commits, and calls ApplyPrepared in the batch's transaction instead of Apply. Apply must
+// stay equivalent to ApplyPrepared(Prepare(events)): the runner still calls it where it does
+// not pipeline (the last events of a rebuild, folded inside the swap transaction).
+type Preparer interface {
+	Prepare(events []eventstore.Event) (any, error)
+	ApplyPrepared(ctx context.Context, tx pgx.Tx, schema string, prepared any) error
+}
+
 // Log is what the runner needs of the event log; *eventstore.Store has it.
 type Log interface {
 	Read(ctx context.Context, f eventstore.ReadFilter, fn func(eventstore.Event) error) error

@@ -332,18 +332,69 @@ func (r *Runner) CatchUp(ctx context.Context) error {
 }
 
 // foldCommitted folds t from pos to the log's head, committing each batch with its checkpoint.
-// It returns the new position; onCommit, if set, hears of each commit.
+// It returns the new position; onCommit, if set, hears of each commit. Reading (and preparing,
+// for a Preparer) the next batch overlaps with committing the previous one: the log reader
+// and PostgreSQL work at the same time. A failed commit stops the batches after it.
 func (r *Runner) foldCommitted(ctx context.Context, t target, pos uint64, onCommit func(seq uint64, events int)) (uint64, error) {
-	return r.gather(ctx, t, pos, func(events []eventstore.Event, from, upTo uint64) error {
-		if err := r.commit(ctx, t, from, upTo, events); err != nil {
-			return err
+	type job struct {
+		events   []eventstore.Event
+		prepared any
+		from     uint64
+		upTo     uint64
+	}
+	prep, _ := t.p.(Preparer)
+	jobs := make(chan job)
+	done := make(chan struct{})
+	committed := pos
+	var commitErr error
+	go func() {
+		defer close(done)
+		for j := range jobs {
+			apply := func(ctx context.Context, tx pgx.Tx) error {
+				if prep != nil {
+					return prep.ApplyPrepared(ctx, tx, t.schema, j.prepared)
+				}
+				return t.p.Apply(ctx, tx, t.schema, j.events)
+			}
+			if len(j.events) == 0 {
+				apply = nil
+			}
+			if err := r.commit(ctx, t, j.from, j.upTo, len(j.events), apply); err != nil {
+				commitErr = err
+				return
+			}
+			committed = j.upTo
+			if onCommit != nil {
+				onCommit(j.upTo, len(j.events))
+			}
 		}
-		if onCommit != nil {
-			onCommit(upTo, len(events))
+	}()
+	_, readErr := r.gather(ctx, t, pos, func(events []eventstore.Event, from, upTo uint64) error {
+		j := job{events: events, from: from, upTo: upTo}
+		if prep != nil && len(events) > 0 {
+			var err error
+			if j.prepared, err = prep.Prepare(events); err != nil {
+				return fmt.Errorf("prepare %d events up to seq %d for %s: %w", len(events), upTo, t.schema, err)
+			}
 		}
-		return nil
+		select {
+		case jobs <- j:
+			return nil
+		case <-done:
+			return errCommitStopped
+		}
 	})
+	close(jobs)
+	<-done
+	if commitErr != nil {
+		return committed, commitErr
+	}
+	return committed, readErr
 }
+
+// errCommitStopped: the committer of a pipelined fold has stopped on an error of its own,
+// which foldCommitted returns instead.
+var errCommitStopped = errors.New("projection committer stopped")
 
 // gather reads t's events after pos up to the log's head and hands them to fn in batches of
 // whole log messages; fn(events, from, upTo) moves the position from from to upTo (events may
@@ -392,8 +443,9 @@ func (r *Runner) gather(ctx context.Context, t target, pos uint64, fn func(event
 	return pos, flush(max(cur, head))
 }
 
-// commit writes one batch and moves t's checkpoint from from to upTo, in one transaction.
-func (r *Runner) commit(ctx context.Context, t target, from, upTo uint64, events []eventstore.Event) error {
+// commit writes one batch of n events (apply, nil when there are none) and moves t's
+// checkpoint from from to upTo, in one transaction.
+func (r *Runner) commit(ctx context.Context, t target, from, upTo uint64, n int, apply func(context.Context, pgx.Tx) error) error {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -408,9 +460,9 @@ func (r *Runner) commit(ctx context.Context, t target, from, upTo uint64, events
 	if err != nil {
 		return fmt.Errorf("lock checkpoint %s: %w", t.checkpoint, err)
 	}
-	if len(events) > 0 {
-		if err := t.p.Apply(ctx, tx, t.schema, events); err != nil {
-			return fmt.Errorf("apply %d events up to seq %d to %s: %w", len(events), upTo, t.schema, err)
+	if apply != nil {
+		if err := apply(ctx, tx); err != nil {
+			return fmt.Errorf("apply %d events up to seq %d to %s: %w", n, upTo, t.schema, err)
 		}
 	}
 	if r.opts.BeforeCommit != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,31 +78,35 @@ FROM ledger_schema.lines l JOIN ledger_touched USING (` + lineKeys + `)
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9`
 }
 
-var foldSQL = `
-ANALYZE ledger_stage;
-CREATE TEMP TABLE ledger_touched ON COMMIT DROP AS
-    SELECT DISTINCT ` + lineKeys + ` FROM ledger_stage
+// slowSQL folds the stage (line events whose key may already exist, or appears more than once
+// in the batch) and the batch's finalizations. It keeps daily exact without trusting event
+// deltas: the rollup of every line it touches is subtracted before the lines change and added
+// back after. The parts about finalized scopes are left out when the batch has none: with an
+// empty ledger_final they would still scan every non-final line.
+func slowSQL(finals bool) string {
+	touched := `SELECT DISTINCT ` + lineKeys + ` FROM ledger_stage`
+	if finals {
+		touched += `
     UNION
     SELECT l.tenant_id, l.billing_period_start, l.provider, l.billing_account_id, l.line_key
     FROM ledger_schema.lines l JOIN ledger_final f USING (tenant_id, provider, billing_account_id, billing_period_start)
-    WHERE NOT l.final;
+    WHERE NOT l.final`
+	}
+	sql := `
+ANALYZE ledger_stage;
+CREATE TEMP TABLE ledger_touched ON COMMIT DROP AS ` + touched + `;
 ANALYZE ledger_touched;
 CREATE TEMP TABLE ledger_dd ON COMMIT DROP AS ` + rollup("-") + `;
-
+`
+	if finals {
+		sql += `
 INSERT INTO ledger_schema.finalized_scopes (tenant_id, provider, billing_account_id, billing_period_start, billing_period_end, event_id, stream_seq)
 SELECT DISTINCT ON (tenant_id, provider, billing_account_id, billing_period_start) *
 FROM ledger_final ORDER BY tenant_id, provider, billing_account_id, billing_period_start, stream_seq
 ON CONFLICT DO NOTHING;
-
-INSERT INTO ledger_schema.line_history (tenant_id, stream_seq, event_index, event_id, op, provider, billing_account_id,
-    billing_period_start, line_key, previous_event_id, post_close, billing_currency, billed_cost_delta,
-    effective_cost_delta, list_cost_delta, contracted_cost_delta, consumed_quantity_delta, pricing_quantity_delta)
-SELECT tenant_id, stream_seq, event_index, event_id,
-    CASE op WHEN 1 THEN 'recorded' WHEN 2 THEN 'restated' ELSE 'retracted' END,
-    provider, billing_account_id, billing_period_start, line_key, previous_event_id, post_close, billing_currency,
-    d_billed, d_effective, d_list, d_contracted, d_consumed, d_pricing
-FROM ledger_stage;
-
+`
+	}
+	sql += `
 CREATE TEMP TABLE ledger_last ON COMMIT DROP AS
     SELECT DISTINCT ON (` + lineKeys + `) * FROM ledger_stage ORDER BY ` + lineKeys + `, ord DESC;
 
@@ -110,11 +115,9 @@ WHERE x.op = 3 AND l.tenant_id = x.tenant_id AND l.billing_period_start = x.bill
     AND l.provider = x.provider AND l.billing_account_id = x.billing_account_id AND l.line_key = x.line_key;
 
 INSERT INTO ledger_schema.lines (` + lineCols + `, tags, final, post_close, last_event_id, updated_seq)
-SELECT ` + lineCols + `, tags::jsonb,
-    EXISTS (SELECT 1 FROM ledger_schema.finalized_scopes f WHERE f.tenant_id = x.tenant_id AND f.provider = x.provider
-        AND f.billing_account_id = x.billing_account_id AND f.billing_period_start = x.billing_period_start),
-    post_close, event_id, stream_seq
-FROM ledger_last x WHERE x.op <> 3
+SELECT ` + qualified("x", lineCols) + `, x.tags::jsonb, f.tenant_id IS NOT NULL, x.post_close, x.event_id, x.stream_seq
+FROM ledger_last x LEFT JOIN ledger_schema.finalized_scopes f USING (tenant_id, provider, billing_account_id, billing_period_start)
+WHERE x.op <> 3
 ON CONFLICT (` + lineKeys + `) DO UPDATE SET
     billing_period_end = excluded.billing_period_end, billing_account_name = excluded.billing_account_name,
     charge_period_start = excluded.charge_period_start, charge_period_end = excluded.charge_period_end,
@@ -129,11 +132,15 @@ ON CONFLICT (` + lineKeys + `) DO UPDATE SET
     contracted_cost = excluded.contracted_cost, billing_currency = excluded.billing_currency, tags = excluded.tags,
     final = excluded.final, post_close = excluded.post_close, last_event_id = excluded.last_event_id,
     updated_seq = excluded.updated_seq;
-
+`
+	if finals {
+		sql += `
 UPDATE ledger_schema.lines l SET final = true FROM ledger_final f
 WHERE l.tenant_id = f.tenant_id AND l.provider = f.provider AND l.billing_account_id = f.billing_account_id
     AND l.billing_period_start = f.billing_period_start AND NOT l.final;
-
+`
+	}
+	return sql + `
 INSERT INTO ledger_dd ` + rollup("") + `;
 
 INSERT INTO ledger_schema.daily AS d (` + dailyKeys + `, billed_cost, effective_cost, list_cost, line_count)
@@ -150,63 +157,84 @@ DELETE FROM ledger_schema.daily d USING (SELECT DISTINCT ` + dailyKeys + ` FROM 
 WHERE d.line_count = 0 AND d.tenant_id = k.tenant_id AND d.day = k.day AND d.provider = k.provider
     AND d.billing_account_id = k.billing_account_id AND d.service_name = k.service_name AND d.region_id = k.region_id
     AND d.charge_category = k.charge_category AND d.billing_currency = k.billing_currency AND d.final = k.final`
+}
 
-// missingMonths lists the months of billing period in the stage that have no lines partition.
+var slowSQLs = [2]string{slowSQL(false), slowSQL(true)}
+
+// qualified prefixes every column of a comma-separated list with alias.
+func qualified(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, c := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// missingMonths lists the months (first instants, UTC) that have no lines partition.
 const missingMonths = `
-SELECT m FROM (SELECT DISTINCT date_trunc('month', billing_period_start, 'UTC') AS m FROM ledger_stage) x
+SELECT m FROM unnest($2::timestamptz[]) m
 WHERE to_regclass(format('%I.%I', $1::text, 'lines_' || to_char(m AT TIME ZONE 'UTC', 'YYYYMM'))) IS NULL`
 
-func apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error {
-	var lines, finals [][]any
-	for i, ev := range events {
-		row, final, err := stageRow(i, ev)
-		if err != nil {
-			return fmt.Errorf("event %s (seq %d.%d): %w", ev.Envelope.GetEventId(), ev.StreamSeq, ev.Index, err)
-		}
-		if row != nil {
-			if len(row) != len(stageColumns) {
-				return fmt.Errorf("ledger: stage row of %d values for %d columns", len(row), len(stageColumns))
-			}
-			lines = append(lines, row)
-		}
-		if final != nil {
-			finals = append(finals, final)
-		}
-	}
-	if len(lines) == 0 && len(finals) == 0 {
+func apply(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) error {
+	if b.historyRows == 0 && len(b.finals) == 0 {
 		return nil
 	}
+	if err := ensurePartitions(ctx, tx, schema, b.months); err != nil {
+		return err
+	}
+	if b.historyRows > 0 {
+		if err := copyTextInto(ctx, tx, pgx.Identifier{schema, "line_history"}, historyColumns, &b.history); err != nil {
+			return fmt.Errorf("copy history: %w", err)
+		}
+	}
+	if len(b.slow) > 0 || len(b.finals) > 0 {
+		if err := foldSlow(ctx, tx, schema, b.slow, b.finals); err != nil {
+			return err
+		}
+	}
+	if len(b.freshRows) > 0 {
+		return foldFresh(ctx, tx, schema, b)
+	}
+	return nil
+}
+
+// foldSlow runs the general fold (slowSQL) over stage rows and finalized scopes.
+func foldSlow(ctx context.Context, tx pgx.Tx, schema string, stage, finals [][]any) error {
 	if _, err := tx.Exec(ctx, stageDDL); err != nil {
 		return fmt.Errorf("create stage: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_stage"}, stageColumns, pgx.CopyFromRows(lines)); err != nil {
-		return fmt.Errorf("copy stage: %w", err)
+	if len(stage) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_stage"}, stageColumns, pgx.CopyFromRows(stage)); err != nil {
+			return fmt.Errorf("copy stage: %w", err)
+		}
 	}
+	sql := slowSQLs[0]
 	if len(finals) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_final"}, finalColumns, pgx.CopyFromRows(finals)); err != nil {
 			return fmt.Errorf("copy finalized scopes: %w", err)
 		}
+		sql = slowSQLs[1]
 	}
-	if err := ensurePartitions(ctx, tx, schema); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, inSchema(foldSQL, schema)); err != nil {
+	if _, err := tx.Exec(ctx, inSchema(sql, schema)); err != nil {
 		return fmt.Errorf("fold: %w", err)
 	}
 	return nil
 }
 
-// ensurePartitions creates the monthly lines partitions the stage needs.
-func ensurePartitions(ctx context.Context, tx pgx.Tx, schema string) error {
-	rows, err := tx.Query(ctx, missingMonths, schema)
+// ensurePartitions creates the monthly lines partitions the batch needs.
+func ensurePartitions(ctx context.Context, tx pgx.Tx, schema string, months []time.Time) error {
+	if len(months) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, missingMonths, schema, months)
 	if err != nil {
 		return fmt.Errorf("find missing partitions: %w", err)
 	}
-	months, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
 	if err != nil {
 		return fmt.Errorf("find missing partitions: %w", err)
 	}
-	for _, m := range months {
+	for _, m := range missing {
 		m = m.UTC()
 		name := fmt.Sprintf("lines_%04d%02d", m.Year(), int(m.Month()))
 		sql := fmt.Sprintf("CREATE TABLE %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",

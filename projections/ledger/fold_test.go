@@ -74,3 +74,8 @@ func TestFold(t *testing.T) {
 		})
 	}
 }
+
+var (
+	_ projections.Projection = (*ledger.Projection)(nil)
+	_ projections.Preparer   = (*ledger.Projection)(nil)
+)

@@ -53,7 +53,23 @@ func (*Projection) Setup(ctx context.Context, tx pgx.Tx, schema string) error {
 
 // Apply implements projections.Projection.
 func (*Projection) Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error {
-	return apply(ctx, tx, schema, events)
+	b, err := planBatch(events)
+	if err != nil {
+		return err
+	}
+	return apply(ctx, tx, schema, b)
+}
+
+// Prepare implements projections.Preparer: it turns events into rows, with no database.
+func (*Projection) Prepare(events []eventstore.Event) (any, error) { return planBatch(events) }
+
+// ApplyPrepared implements projections.Preparer.
+func (*Projection) ApplyPrepared(ctx context.Context, tx pgx.Tx, schema string, prepared any) error {
+	b, ok := prepared.(*batchPlan)
+	if !ok {
+		return fmt.Errorf("ledger: prepared batch of type %T", prepared)
+	}
+	return apply(ctx, tx, schema, b)
 }
 
 // inSchema puts sql's tables in schema.
