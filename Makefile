@@ -7,6 +7,7 @@ DATA_DIR ?= $(CURDIR)/.tally
 ADDR ?= 127.0.0.1:8080
 TEST_TIMEOUT ?= 14m
 BENCH_EVENTS ?= 1000000
+BENCH_ROWS ?= 1000000
 BENCH_OUT ?= $(CURDIR)/bench-results
 
 .PHONY: all build run test test-short deps check-generated proto lint bench bench-go clean
@@ -50,7 +51,7 @@ lint:
 ## bench: durable append vs the machine's raw JetStream limits, in one run.
 bench:
 	@mkdir -p "$(BENCH_OUT)"
-	$(GO) run ./bench/cmd/tally-bench -events $(BENCH_EVENTS) -json "$(BENCH_OUT)/log.json"
+	$(GO) run ./bench/cmd/tally-bench -events $(BENCH_EVENTS) -rows $(BENCH_ROWS) -json "$(BENCH_OUT)/bench.json"
 
 ## bench-go: the Go benchmarks, for benchstat (go tool benchstat old.txt new.txt).
 bench-go:
