@@ -49,6 +49,9 @@ type Rate struct {
 	Messages int `json:"messages"`
 	// EventBytes is the mean size of one encoded event.
 	EventBytes int `json:"event_bytes"`
+	// PeakRSSMiB of the process when the stage ended (monotonic: the
+	// growth over the previous stage is this stage's).
+	PeakRSSMiB float64 `json:"peak_rss_mib_after"`
 }
 
 // LogReport holds the three rates and their ratios.
@@ -132,17 +135,20 @@ func RunLog(ctx context.Context, cfg LogConfig) (LogReport, error) {
 	if rep.RawDefault, err = rawPublish(ctx, dir+"/raw-default", cfg.RawEvents, true); err != nil {
 		return rep, fmt.Errorf("raw publish, default fsync: %w", err)
 	}
-	cfg.Logger.Info("measured", "stage", rep.RawDefault.Name, "per_sec", int(rep.RawDefault.PerSec))
+	rep.RawDefault.PeakRSSMiB = PeakRSSMiB()
+	cfg.Logger.Info("measured", "stage", rep.RawDefault.Name, "per_sec", int(rep.RawDefault.PerSec), "peak_rss_mib", int(rep.RawDefault.PeakRSSMiB))
 	clean()
 	if rep.RawSync, err = rawPublish(ctx, dir+"/raw-sync", cfg.RawSyncEvents, false); err != nil {
 		return rep, fmt.Errorf("raw publish, sync always: %w", err)
 	}
-	cfg.Logger.Info("measured", "stage", rep.RawSync.Name, "per_sec", int(rep.RawSync.PerSec))
+	rep.RawSync.PeakRSSMiB = PeakRSSMiB()
+	cfg.Logger.Info("measured", "stage", rep.RawSync.Name, "per_sec", int(rep.RawSync.PerSec), "peak_rss_mib", int(rep.RawSync.PeakRSSMiB))
 	clean()
 	if rep.Durable, err = durableAppend(ctx, dir+"/durable", cfg.Events, cfg.BatchSize); err != nil {
 		return rep, fmt.Errorf("durable append: %w", err)
 	}
-	cfg.Logger.Info("measured", "stage", rep.Durable.Name, "per_sec", int(rep.Durable.PerSec))
+	rep.Durable.PeakRSSMiB = PeakRSSMiB()
+	cfg.Logger.Info("measured", "stage", rep.Durable.Name, "per_sec", int(rep.Durable.PerSec), "peak_rss_mib", int(rep.Durable.PeakRSSMiB))
 	rep.VsRawDefault = rep.Durable.PerSec / rep.RawDefault.PerSec
 	rep.VsRawSync = rep.Durable.PerSec / rep.RawSync.PerSec
 	rep.PeakRSSMiB = PeakRSSMiB()

@@ -24,7 +24,8 @@ type Options struct {
 	// Beyond it, idempotency rests on event ids (see Append).
 	DuplicateWindow time.Duration
 	// MaxMessageBytes caps the payload of one log message (a chunk of
-	// events); default: the server's max payload less 64 KiB for headers.
+	// events); default DefaultMessageBytes, or less when the server's max
+	// payload (less 64 KiB for headers) is smaller.
 	MaxMessageBytes int
 	// AllowDelete leaves the stream's deny-delete and deny-purge off. Only
 	// tests that play an attacker set it: the log is append-only.
@@ -55,6 +56,14 @@ func (o *Options) defaults() {
 	}
 }
 
+// DefaultMessageBytes is the default size of one log message: about 2,000
+// cost-line events, one fsync. Measured with 300,000 events on our 2-core
+// machines (noisy, shared): 1-2 MiB messages appended at least as fast as
+// ~8 MiB ones and left nats-server's file-store write cache smaller (about
+// 190 MiB against 260 MiB of heap after the run). It also fits an external
+// server's default max_payload of 1 MiB.
+const DefaultMessageBytes = 1 << 20
+
 // Store is the event log. It is safe for concurrent use; appends to one
 // tenant are serialised in this process, and across processes by
 // JetStream's expected-last-sequence check.
@@ -78,7 +87,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if opts.MaxMessageBytes == 0 {
-		opts.MaxMessageBytes = int(nc.MaxPayload()) - 64<<10
+		opts.MaxMessageBytes = min(DefaultMessageBytes, int(nc.MaxPayload())-64<<10)
 		if opts.MaxMessageBytes < 64<<10 {
 			opts.MaxMessageBytes = int(nc.MaxPayload()) / 2
 		}
