@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/gateway"
 )
 
 // Shutdown bounds. Together they stay under Kubernetes' default 30 s grace
@@ -108,8 +109,18 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	)
 	a.mux.Handle("GET /healthz", a.health)
 	a.mux.Handle("GET /metrics", metricsHandler(a.reg, a.health))
+	if cfg.Roles.Has(RoleGateway) {
+		gateway.New(gateway.Config{Store: a.store, Pool: a.pool, Logger: a.log,
+			TempDir: filepath.Join(cfg.DataDir, "uploads")}).Mount(a.mux)
+	}
+	// gRPC clients speak HTTP/2 without TLS (prior knowledge); browsers and
+	// curl keep HTTP/1.1.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	a.srv = &http.Server{
 		Handler:           a.mux,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),

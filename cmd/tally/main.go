@@ -89,7 +89,7 @@ command line wins over the environment; an empty variable counts as unset.`,
 	pf.TextVar(&c.logFormat, "log-format", app.LogText, "log `format`: text (key=value, for people) or json (for log pipelines)")
 	declareEnv(pf)
 
-	root.AddCommand(newServeCmd(c), newVersionCmd(c))
+	root.AddCommand(newServeCmd(c), newVersionCmd(c), newIngestCmd(c))
 	return root
 }
 
