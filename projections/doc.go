@@ -50,4 +50,7 @@
 // head and the lag between them; the gauges tally_projection_lag_events and
 // tally_projection_checkpoint carry the same figures. WaitFor returns once a projection has
 // folded a given stream sequence, so a caller that appended an event can query its effect.
+// A tool that cannot reach the log (`tally projections status` with no NATS URL) builds a
+// Runner with a nil Log and asks CheckpointStatus: the same figures from PostgreSQL alone,
+// with the head and the lag unknown.
 package projections

@@ -76,7 +76,8 @@ type Runner struct {
 }
 
 // NewRunner returns a runner for the given projections. It registers its gauges on
-// opts.Registerer (reusing ones already registered there).
+// opts.Registerer (reusing ones already registered there). log may be nil for a runner that
+// only reports from the database (CheckpointStatus) or sets projections up (Setup).
 func NewRunner(pool *pgxpool.Pool, log Log, opts Options, ps ...Projection) (*Runner, error) {
 	opts.defaults()
 	seen := map[string]bool{}
@@ -296,6 +297,18 @@ func (r *Runner) work(ctx context.Context, t target) {
 		}
 		sleep(ctx, r.opts.PollInterval)
 	}
+}
+
+// Setup creates the schema, tables and checkpoints of every projection that has none yet,
+// and folds nothing: it needs no log. Stale projections are left as they are (CatchUp, Run or
+// Rebuild rebuilds them).
+func (r *Runner) Setup(ctx context.Context) error {
+	for _, p := range r.projs {
+		if _, err := r.ensure(ctx, p); err != nil {
+			return fmt.Errorf("set up projection %s: %w", p.Name(), err)
+		}
+	}
+	return nil
 }
 
 // CatchUp folds every partition of every projection up to the log's head as it is now, in

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +25,9 @@ type Status struct {
 	Partitions            []PartitionStatus
 	// Rebuild is set while a rebuild is building the next copy.
 	Rebuild *PartitionStatus
+	// NoHead: the log was not asked (CheckpointStatus), so Head and every Lag are unknown
+	// and left 0.
+	NoHead bool
 }
 
 // PartitionStatus is one checkpoint row.
@@ -49,7 +54,61 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	return out, nil
 }
 
+// CheckpointStatus is Status from the database alone, for a process that cannot reach the
+// log: checkpoints, versions and states, with NoHead set and the lags unknown. It leaves the
+// gauges alone.
+func (r *Runner) CheckpointStatus(ctx context.Context) ([]Status, error) {
+	out := make([]Status, 0, len(r.projs))
+	for _, p := range r.projs {
+		s, err := r.readStatus(ctx, p, 0)
+		if err != nil {
+			return nil, err
+		}
+		s.NoHead, s.Lag = true, 0
+		for i := range s.Partitions {
+			s.Partitions[i].Lag = 0
+		}
+		if s.Rebuild != nil {
+			s.Rebuild.Lag = 0
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// StoredPartitions is the number of partitions projection name's live checkpoints are laid
+// out in (1 when it is not partitioned or not set up yet), so that a tool can match the
+// projectors' layout without being told.
+func StoredPartitions(ctx context.Context, db querier, name string) (int, error) {
+	rows, err := liveRows(ctx, db, name, false)
+	if err != nil {
+		return 0, err
+	}
+	parts := 1
+	for _, row := range rows {
+		_, layout, ok := strings.Cut(row.name, "#")
+		if !ok {
+			continue
+		}
+		_, n, _ := strings.Cut(layout, "/")
+		if v, err := strconv.Atoi(n); err == nil && v > parts {
+			parts = v
+		}
+	}
+	return parts, nil
+}
+
 func (r *Runner) status(ctx context.Context, p Projection, head uint64) (Status, error) {
+	s, err := r.readStatus(ctx, p, head)
+	if err != nil {
+		return s, err
+	}
+	r.lagGauge.WithLabelValues(p.Name()).Set(float64(s.Lag))
+	r.cpGauge.WithLabelValues(p.Name()).Set(float64(s.Checkpoint))
+	return s, nil
+}
+
+func (r *Runner) readStatus(ctx context.Context, p Projection, head uint64) (Status, error) {
 	s := Status{Name: p.Name(), Version: p.Version(), Head: head, State: "new"}
 	rows, err := liveRows(ctx, r.pool, p.Name(), false)
 	if err != nil {
@@ -85,8 +144,6 @@ func (r *Runner) status(ctx context.Context, p Projection, head uint64) (Status,
 	case !errors.Is(err, pgx.ErrNoRows):
 		return s, err
 	}
-	r.lagGauge.WithLabelValues(p.Name()).Set(float64(s.Lag))
-	r.cpGauge.WithLabelValues(p.Name()).Set(float64(s.Checkpoint))
 	return s, nil
 }
 

@@ -90,6 +90,7 @@ command line wins over the environment; an empty variable counts as unset.`,
 	declareEnv(pf)
 
 	root.AddCommand(newServeCmd(c), newVersionCmd(c), newIngestCmd(c))
+	root.AddCommand(newProjectionsCmd(c))
 	return root
 }
 

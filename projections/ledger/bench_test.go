@@ -117,3 +117,32 @@ func BenchmarkRawCopy(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "rows/s")
 }
+
+// BenchmarkRebuild rebuilds a ledger of benchEvents recorded cost lines with no downtime
+// (Runner.Rebuild: replay into ledger_next beside the live copy, then swap), per iteration
+// (run with -benchtime=1x), and checks that the rebuilt copy has the same totals.
+//
+//	TALLY_BENCH_EVENTS=1000000 go test -run '^$' -bench Rebuild -benchtime=1x -timeout 30m ./projections/ledger/
+func BenchmarkRebuild(b *testing.B) {
+	e := newEnv(b)
+	n := benchEvents()
+	want := bulk(b, e.store, "acme", n)
+	ctx := context.Background()
+	r, err := projections.NewRunner(e.pool, e.store, projections.Options{BatchEvents: 10000}, ledger.New())
+	require.NoError(b, err)
+	require.NoError(b, r.CatchUp(ctx))
+	b.ResetTimer()
+	var total time.Duration
+	var last projections.Progress
+	for range b.N {
+		start := time.Now()
+		require.NoError(b, r.Rebuild(ctx, ledger.Name, func(p projections.Progress) { last = p }))
+		total += time.Since(start)
+	}
+	b.StopTimer()
+	require.True(b, last.Swapped)
+	require.EqualValues(b, n, last.Events)
+	require.Equal(b, want, billedTotals(b, ledger.NewQueries(e.pool), "acme"))
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/rebuild")
+}

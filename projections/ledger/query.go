@@ -194,11 +194,15 @@ func (q *Queries) Cost(ctx context.Context, qu Query) ([]Row, error) {
 	if len(groups) > 0 {
 		groupArr = "ARRAY[" + strings.Join(groups, ", ") + "]"
 	}
+	// Grouped by the columns themselves, not by the array built from them: the planner
+	// estimates the number of groups from the columns' statistics (and hashes rather than
+	// sorts), and compares plain values.
+	groupBy := strings.Join(append(append([]string{"1"}, groups...), "l.billing_currency", "l.final"), ", ")
 	sql := fmt.Sprintf(`SELECT %s AS period, %s AS groups, l.billing_currency, l.final,
     sum(l.billed_cost)::text, sum(l.effective_cost)::text, sum(l.list_cost)::text, %s
 FROM %s l WHERE %s
-GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, period, groupArr, count,
-		pgx.Identifier{q.schema, table}.Sanitize(), strings.Join(b.where, " AND "))
+GROUP BY %s ORDER BY 1, 2, 3, 4`, period, groupArr, count,
+		pgx.Identifier{q.schema, table}.Sanitize(), strings.Join(b.where, " AND "), groupBy)
 	rows, err := q.db.Query(ctx, sql, b.args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger cost query: %w", err)

@@ -42,7 +42,10 @@ CREATE TABLE ledger_schema.lines (
     PRIMARY KEY (tenant_id, billing_period_start, provider, billing_account_id, line_key)
 ) PARTITION BY RANGE (billing_period_start);
 
-CREATE INDEX ON ledger_schema.lines (tenant_id, charge_period_start);
+-- Queries bound a line's day by coalesce(charge_period_start, billing_period_start): an index
+-- on that expression lets a range find its lines in each partition (on charge_period_start
+-- alone, the planner scanned every line of the tenant, and JIT-compiled the plan for seconds).
+CREATE INDEX lines_tenant_start_idx ON ledger_schema.lines (tenant_id, (coalesce(charge_period_start, billing_period_start)));
 
 -- line_history: every record, restatement and retraction, with the event that made it and the
 -- signed delta it made to the line's amounts.
@@ -101,3 +104,11 @@ CREATE TABLE ledger_schema.daily (
     line_count         bigint  NOT NULL,
     PRIMARY KEY (tenant_id, day, provider, billing_account_id, service_name, region_id, charge_category, billing_currency, final)
 );
+
+-- A month's query groups daily rows by month and a few dimensions. Without these statistics
+-- the planner guesses tens of thousands of groups where there are tens, sorts every row of the
+-- range (spilling past work_mem) instead of hashing. On a 10M-line ledger, a tenant-month of
+-- 42,000 rollup rows: p50 62 ms, p99 99 ms before; 26 ms and 44 ms with them and the query's
+-- GROUP BY on plain columns (BenchmarkQueryMonthByService).
+CREATE STATISTICS ledger_schema.daily_month_stats ON (date_trunc('month', day)::date) FROM ledger_schema.daily;
+CREATE STATISTICS ledger_schema.daily_groups_stats (ndistinct) ON tenant_id, service_name, billing_currency, final FROM ledger_schema.daily;
