@@ -18,6 +18,8 @@ import (
 
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/gateway"
+	"github.com/tally-ledger/tally/projections"
+	"github.com/tally-ledger/tally/projections/ledger"
 )
 
 // Shutdown bounds. Together they stay under Kubernetes' default 30 s grace
@@ -44,9 +46,10 @@ type App struct {
 	reg    *prometheus.Registry
 	health *health
 
-	nc    *nats.Conn
-	store *eventstore.Store
-	pool  *pgxpool.Pool
+	nc     *nats.Conn
+	store  *eventstore.Store
+	pool   *pgxpool.Pool
+	runner *projections.Runner // nil without the projector role
 
 	// closers in opening order; shutdown runs them in reverse.
 	closers []closer
@@ -109,6 +112,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	)
 	a.mux.Handle("GET /healthz", a.health)
 	a.mux.Handle("GET /metrics", metricsHandler(a.reg, a.health))
+	if cfg.Roles.Has(RoleProjector) {
+		if a.runner, err = projections.NewRunner(a.pool, a.store, projections.Options{Registerer: a.reg, Logger: a.log}, ledger.New()); err != nil {
+			return nil, fmt.Errorf("projections: %w", err)
+		}
+		// Create or migrate the read models before serving, so that the
+		// first query finds their tables.
+		if err := a.runner.Setup(ctx); err != nil {
+			return nil, fmt.Errorf("projections: %w", err)
+		}
+	}
 	if cfg.Roles.Has(RoleGateway) {
 		gateway.New(gateway.Config{Store: a.store, Pool: a.pool, Logger: a.log,
 			TempDir: filepath.Join(cfg.DataDir, "uploads")}).Mount(a.mux)
@@ -135,6 +148,9 @@ func (a *App) Mux() *http.ServeMux { return a.mux }
 // Registry is the process's Prometheus registry, served on /metrics.
 func (a *App) Registry() prometheus.Registerer { return a.reg }
 
+// Runner is the projection runner, or nil when this process does not project.
+func (a *App) Runner() *projections.Runner { return a.runner }
+
 // Store is the event log.
 func (a *App) Store() *eventstore.Store { return a.store }
 
@@ -155,6 +171,16 @@ func (a *App) Config() Config { return a.cfg }
 func (a *App) Run(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- a.srv.Serve(a.ln) }()
+	projected := make(chan struct{})
+	pctx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProjections()
+	go func() {
+		defer close(projected)
+		if a.runner != nil {
+			// The runner retries by itself; it returns when stopped.
+			_ = a.runner.Run(pctx)
+		}
+	}()
 	a.log.InfoContext(ctx, "tally is ready", slog.String("addr", a.Addr().String()), slog.String("roles", a.cfg.Roles.String()))
 
 	var err error
@@ -174,6 +200,10 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.WarnContext(ctx, "http requests still running at shutdown were cut off", slog.Any("err", serr))
 		_ = a.srv.Close()
 	}
+	// A batch being folded either commits or rolls back whole: stopping
+	// the runner at any point loses nothing.
+	stopProjections()
+	<-projected
 	err = errors.Join(err, a.closeAll(ctx))
 	if err != nil {
 		a.log.ErrorContext(ctx, "tally stopped with errors", slog.Any("err", err))
