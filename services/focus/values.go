@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/tally-ledger/tally/money"
 )
 
 // isNull reports whether a raw field means null. Exports write null as an
@@ -14,74 +16,17 @@ func isNull(v string) bool {
 	return v == "" || (len(v) == 4 && strings.EqualFold(v, "null"))
 }
 
-// maxDecimalExponent bounds the scale of accepted numbers. shopspring/decimal
-// accepts exponents up to 10,000; an amount like 1E-9000 is not a bill but a
-// way to make every later sum allocate huge integers.
-const maxDecimalExponent = 64
-
 // parseDecimal parses a FOCUS numeric value exactly. It accepts what the
 // FOCUS numeric format allows (optional sign, digits, one decimal point,
 // E-notation) with surrounding spaces, and refuses thousand separators,
 // currency symbols, NaN and Inf, which decimal.NewFromString would partly
 // accept or which a float parser would accept silently.
 func parseDecimal(v string) (decimal.Decimal, string, bool) {
-	s := strings.TrimSpace(v)
-	if !decimalSyntax(s) {
-		return decimal.Decimal{}, "is not a decimal", false
-	}
-	d, err := decimal.NewFromString(s)
+	d, err := money.Parse(strings.TrimSpace(v))
 	if err != nil {
-		return decimal.Decimal{}, "is not a decimal", false
-	}
-	if e := d.Exponent(); e < -maxDecimalExponent || e > maxDecimalExponent {
-		return decimal.Decimal{}, "is out of range (scale beyond 1E±64)", false
+		return decimal.Decimal{}, err.Error(), false
 	}
 	return d, "", true
-}
-
-// decimalSyntax checks [+-]digits[.digits][(e|E)[+-]digits] with at least one
-// digit in the mantissa and at most 4 exponent digits.
-func decimalSyntax(s string) bool {
-	i := 0
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		i++
-	}
-	digits, dot := 0, false
-	for ; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '.' && !dot:
-			dot = true
-		default:
-			goto exponent
-		}
-	}
-exponent:
-	if digits == 0 {
-		return false
-	}
-	if i == len(s) {
-		return true
-	}
-	if s[i] != 'e' && s[i] != 'E' {
-		return false
-	}
-	i++
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		i++
-	}
-	n := len(s) - i
-	if n < 1 || n > 4 {
-		return false
-	}
-	for ; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // parseTimestamp reads the date/time spellings found in real FOCUS files and
