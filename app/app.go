@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	}
 	if cfg.Roles.Has(RoleGateway) {
 		gateway.New(gateway.Config{Store: a.store, Pool: a.pool, Logger: a.log,
-			TempDir: filepath.Join(cfg.DataDir, "uploads")}).Mount(a.mux)
+			TempDir: filepath.Join(cfg.DataDir, "uploads"), Runner: a.runner}).Mount(a.mux)
 	}
 	// gRPC clients speak HTTP/2 without TLS (prior knowledge); browsers and
 	// curl keep HTTP/1.1.

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// MaxMessageBytes and MaxUploadBytes: 0 means the defaults above.
 	MaxMessageBytes int
 	MaxUploadBytes  int64
+	// Runner, when this process projects, wakes ledger queries waiting for
+	// min_seq as soon as the ledger moves; without it they poll Pool.
+	Runner *projections.Runner
 }
 
 // Gateway is the Connect API surface.
@@ -43,6 +47,7 @@ type Gateway struct {
 	cfg    Config
 	log    *slog.Logger
 	ingest *IngestServer
+	ledger *LedgerServer
 }
 
 // New builds the gateway's services over cfg.
@@ -51,12 +56,13 @@ func New(cfg Config) *Gateway {
 	cfg.TempDir = cmp.Or(cfg.TempDir, os.TempDir())
 	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, DefaultMaxMessageBytes)
 	cfg.MaxUploadBytes = cmp.Or(cfg.MaxUploadBytes, DefaultMaxUploadBytes)
-	return &Gateway{cfg: cfg, log: cfg.Logger, ingest: NewIngestServer(cfg)}
+	return &Gateway{cfg: cfg, log: cfg.Logger, ingest: NewIngestServer(cfg), ledger: NewLedgerServer(cfg)}
 }
 
 // services served, for reflection and health.
 var services = []string{
 	tallyv1connect.IngestServiceName,
+	tallyv1connect.LedgerServiceName,
 }
 
 // Mount registers every service, gRPC health (grpc.health.v1) and gRPC
@@ -67,6 +73,7 @@ func (g *Gateway) Mount(mux *http.ServeMux) {
 	handle := func(path string, h http.Handler) { mux.Handle(path, withRequestID(h)) }
 
 	handle(tallyv1connect.NewIngestServiceHandler(g.ingest, opts...))
+	handle(tallyv1connect.NewLedgerServiceHandler(g.ledger, opts...))
 	handle(grpchealth.NewHandler(&healthChecker{store: g.cfg.Store, pool: g.cfg.Pool}, opts...))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, services...)...)
 	handle(grpcreflect.NewHandlerV1(reflector, opts...))

@@ -91,6 +91,7 @@ command line wins over the environment; an empty variable counts as unset.`,
 
 	root.AddCommand(newServeCmd(c), newVersionCmd(c), newIngestCmd(c))
 	root.AddCommand(newProjectionsCmd(c))
+	root.AddCommand(newCostsCmd(c))
 	return root
 }
 

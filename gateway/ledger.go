@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections"
+	"github.com/tally-ledger/tally/projections/ledger"
+	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
+	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
+)
+
+const (
+	// maxWait bounds waiting for min_seq when the request has a longer
+	// deadline or none: a dashboard should not hold a connection for a
+	// projector that is down.
+	maxWait = 30 * time.Second
+	// waitPoll is how often a gateway without a runner asks the database
+	// whether the ledger has moved.
+	waitPoll = 50 * time.Millisecond
+)
+
+// LedgerServer serves tally.v1.LedgerService: cost and totals from the
+// ledger read model, through its query functions.
+//
+// Tenant scoping: every query is limited to the request's tenant_id. Until
+// tokens exist, nothing checks that the caller may read that tenant; with
+// auth, the tenant must also be one the token is scoped to.
+type LedgerServer struct {
+	store   *eventstore.Store
+	log     *slog.Logger
+	queries *ledger.Queries
+	pool    *pgxpool.Pool
+	runner  *projections.Runner
+}
+
+var _ tallyv1connect.LedgerServiceHandler = (*LedgerServer)(nil)
+
+// NewLedgerServer reads the ledger through cfg's pool; refusals are
+// recorded in cfg's store.
+func NewLedgerServer(cfg Config) *LedgerServer {
+	s := &LedgerServer{store: cfg.Store, log: cfg.Logger, runner: cfg.Runner}
+	if cfg.Pool != nil {
+		s.queries = ledger.NewQueries(cfg.Pool)
+		s.pool = cfg.Pool
+	}
+	return s
+}
+
+func (s *LedgerServer) GetCost(ctx context.Context, req *connect.Request[tallyv1.GetCostRequest]) (*connect.Response[tallyv1.GetCostResponse], error) {
+	m := req.Msg
+	c := callOf(req.Spec(), req.Peer(), m.GetTenantId())
+	q, groups, err := costQuery(m)
+	if err != nil {
+		return nil, fail(ctx, s.store, s.log, c, err)
+	}
+	rows, err := s.cost(ctx, q, m.GetMinSeq())
+	if err != nil {
+		return nil, fail(ctx, s.store, s.log, c, err)
+	}
+	if groups == nil {
+		groups = []string{}
+	}
+	return connect.NewResponse(&tallyv1.GetCostResponse{Groups: groups, Rows: costRows(rows)}), nil
+}
+
+func (s *LedgerServer) GetTotals(ctx context.Context, req *connect.Request[tallyv1.GetTotalsRequest]) (*connect.Response[tallyv1.GetTotalsResponse], error) {
+	m := req.Msg
+	c := callOf(req.Spec(), req.Peer(), m.GetTenantId())
+	f, err := ledgerFilter(m)
+	if err != nil {
+		return nil, fail(ctx, s.store, s.log, c, err)
+	}
+	// One row per currency and finality: Cost rather than Totals, whose
+	// split covers billed cost only.
+	rows, err := s.cost(ctx, ledger.Query{Filter: f}, m.GetMinSeq())
+	if err != nil {
+		return nil, fail(ctx, s.store, s.log, c, err)
+	}
+	return connect.NewResponse(&tallyv1.GetTotalsResponse{Totals: currencyTotals(rows)}), nil
+}
+
+// cost waits for minSeq, then asks the ledger.
+func (s *LedgerServer) cost(ctx context.Context, q ledger.Query, minSeq uint64) ([]ledger.Row, error) {
+	if s.queries == nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server has no database to read the ledger from"))
+	}
+	if minSeq > 0 {
+		if err := s.waitFor(ctx, minSeq); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.queries.Cost(ctx, q)
+	if errors.Is(err, ledger.ErrInvalidQuery) {
+		// Validation above should have caught it; the ledger's message
+		// says what is wrong.
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return rows, err
+}
+
+// waitFor returns once the ledger has folded stream sequence seq, within
+// the request's deadline and maxWait.
+func (s *LedgerServer) waitFor(ctx context.Context, seq uint64) error {
+	wctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
+	var err error
+	if s.runner != nil {
+		err = s.runner.WaitFor(wctx, ledger.Name, seq)
+	} else {
+		err = projections.WaitFor(wctx, s.pool, ledger.Name, seq, waitPoll)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, projections.ErrUnknownProjection):
+		return connect.NewError(connect.CodeUnavailable, errors.New("the ledger read model is not set up yet: is a projector (tally serve with the projector role) running?"))
+	case errors.Is(err, context.DeadlineExceeded):
+		at := "unknown"
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer ccancel()
+		if cp, cerr := projections.Checkpoint(cctx, s.pool, ledger.Name); cerr == nil {
+			at = fmt.Sprint(cp)
+		}
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
+			"the ledger had not folded stream sequence %d (min_seq) before the deadline; it stands at %s: retry later", seq, at))
+	}
+	return err
+}
