@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/money"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/services/focus"
 )
@@ -21,8 +22,6 @@ const (
 	maxIDLen   = 256  // ids, names, keys
 	maxTextLen = 4096 // descriptions, reasons
 	maxTags    = 1000
-	// maxDecimalExponent as in services/focus: 1E-9000 is not an amount.
-	maxDecimalExponent = 64
 )
 
 func checkTenant(field, id string) error {
@@ -69,63 +68,14 @@ func parseDecimal(field, v string) (string, decimal.Decimal, error) {
 	if s == "" {
 		return "", decimal.Decimal{}, fieldErr(field, "is required (a decimal string such as \"12.34\")")
 	}
-	if !decimalSyntax(s) {
-		return "", decimal.Decimal{}, fieldErr(field, "%s is not a decimal", quote(v))
-	}
-	d, err := decimal.NewFromString(s)
+	d, err := money.Parse(s)
 	if err != nil {
-		return "", decimal.Decimal{}, fieldErr(field, "%s is not a decimal", quote(v))
-	}
-	if e := d.Exponent(); e < -maxDecimalExponent || e > maxDecimalExponent {
-		return "", decimal.Decimal{}, fieldErr(field, "%s is out of range (scale beyond 1E±%d)", quote(v), maxDecimalExponent)
+		return "", decimal.Decimal{}, fieldErr(field, "%s %s", quote(v), err)
 	}
 	if strings.ContainsAny(s, "eE") {
 		return d.String(), d, nil
 	}
 	return strings.TrimPrefix(s, "+"), d, nil
-}
-
-// decimalSyntax: [+-]digits[.digits][(e|E)[+-]digits], at least one mantissa
-// digit, at most 4 exponent digits (no thousands separators, NaN or Inf).
-func decimalSyntax(s string) bool {
-	i := 0
-	if s[i] == '+' || s[i] == '-' {
-		i++
-	}
-	digits, dot := 0, false
-	for ; i < len(s); i++ {
-		c := s[i]
-		if c >= '0' && c <= '9' {
-			digits++
-		} else if c == '.' && !dot {
-			dot = true
-		} else {
-			break
-		}
-	}
-	if digits == 0 {
-		return false
-	}
-	if i == len(s) {
-		return true
-	}
-	if s[i] != 'e' && s[i] != 'E' {
-		return false
-	}
-	i++
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		i++
-	}
-	n := len(s) - i
-	if n < 1 || n > 4 {
-		return false
-	}
-	for ; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // setDecimal validates *p and replaces it with its canonical text.
