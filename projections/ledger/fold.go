@@ -176,6 +176,9 @@ SELECT m FROM unnest($2::timestamptz[]) m
 WHERE to_regclass(format('%I.%I', $1::text, 'lines_' || to_char(m AT TIME ZONE 'UTC', 'YYYYMM'))) IS NULL`
 
 func apply(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) error {
+	if err := b.fx.apply(ctx, tx, schema); err != nil {
+		return err
+	}
 	if b.historyRows == 0 && len(b.finals) == 0 {
 		return nil
 	}

@@ -52,6 +52,7 @@ type batchPlan struct {
 	freshEvents []eventstore.Event // to stage them after all, should one exist already
 	daily       *dailySums
 	months      []time.Time // first instants of the billing-period months the lines fall in
+	fx          fxRows      // FX rates recorded (fx.go)
 }
 
 // freshRow is where a fresh line's final flag sits in the COPY text, and its scope.
@@ -111,6 +112,9 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, seen map[lineID]int) error
 	tenant := env.GetTenantId()
 	op, scope, key := lineEvent(env)
 	if op == 0 {
+		if r, ok := env.GetBody().(*tallyv1.Envelope_FxRateRecorded); ok {
+			return b.fx.add(ev, r.FxRateRecorded)
+		}
 		_, final, err := stageRow(ord, ev)
 		if final != nil {
 			b.finals = append(b.finals, final)

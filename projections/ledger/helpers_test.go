@@ -94,6 +94,15 @@ func finalized(tenant, account string) *tallyv1.Envelope {
 	return e
 }
 
+// fxRate records that one from is worth rate to on day ("YYYY-MM-DD"); version tells a
+// restated rate's event from the first one.
+func fxRate(tenant, from, to, day, rate, version string) *tallyv1.Envelope {
+	e := envelope(tenant, "fx/"+from+"/"+to+"/"+day+"/"+version)
+	e.Body = &tallyv1.Envelope_FxRateRecorded{FxRateRecorded: &tallyv1.FxRateRecorded{
+		FromCurrency: from, ToCurrency: to, Rate: rate, Date: day, Source: "test-feed"}}
+	return e
+}
+
 // recID is the id of the recorded event of a line.
 func recID(tenant, account, key string) string {
 	return eventstore.DeterministicID(tenant, "rec/"+account+"/"+key)
@@ -159,7 +168,8 @@ func checksum(t testing.TB, db interface {
 		(SELECT string_agg(x::text, '|' ORDER BY tenant_id, billing_period_start, provider, billing_account_id, line_key) FROM `+s+`.lines x),
 		(SELECT string_agg(x::text, '|' ORDER BY tenant_id, stream_seq, event_index) FROM `+s+`.line_history x),
 		(SELECT string_agg(x::text, '|' ORDER BY tenant_id, provider, billing_account_id, billing_period_start) FROM `+s+`.finalized_scopes x),
-		(SELECT string_agg(x::text, '|' ORDER BY tenant_id, day, provider, billing_account_id, service_name, region_id, charge_category, billing_currency, final) FROM `+s+`.daily x)))`).Scan(&sum))
+		(SELECT string_agg(x::text, '|' ORDER BY tenant_id, day, provider, billing_account_id, service_name, region_id, charge_category, billing_currency, final) FROM `+s+`.daily x),
+		(SELECT string_agg(x::text, '|' ORDER BY tenant_id, from_currency, to_currency, day) FROM `+s+`.fx_rates x)))`).Scan(&sum))
 	return sum
 }
 

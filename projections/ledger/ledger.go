@@ -1,8 +1,10 @@
 // Package ledger owns the ledger read model: every cost line's current state by tenant, bill,
-// charge period and FOCUS dimension, its restatement history, the finalized bills and daily
-// rollups for dashboards; the fold that builds them from cost events, and the queries over
-// them. Its SQL lives beside its fold (schema.sql, fold.go, query.go). It is run by the
-// projections runner and must never import the gateway.
+// charge period and FOCUS dimension, its restatement history, the finalized bills, daily
+// rollups for dashboards and the FX rates recorded as events; the fold that builds them from
+// cost and FX events, and the queries over them, in billing currency or normalized to one
+// currency (normalize.go states the conversion and rounding rules). Its SQL lives beside its
+// fold (schema.sql, fold.go, fx.go, query.go). It is run by the projections runner and must
+// never import the gateway.
 package ledger
 
 import (
@@ -20,8 +22,9 @@ const (
 	// Name of the projection and of its live PostgreSQL schema.
 	Name = "ledger"
 	// Version of the fold and tables; bump it to rebuild on deploy. 2: the lines index on the
-	// day expression queries use, and planner statistics on daily.
-	Version = 2
+	// day expression queries use, and planner statistics on daily. 3: fx_rates, folded from
+	// fx_rate_recorded events, for normalized amounts.
+	Version = 3
 )
 
 //go:embed schema.sql
@@ -41,7 +44,7 @@ func (*Projection) Version() int { return Version }
 
 // Kinds implements projections.Projection.
 func (*Projection) Kinds() []string {
-	return []string{"cost_line_recorded", "cost_line_restated", "cost_line_retracted", "billing_period_finalized"}
+	return []string{"cost_line_recorded", "cost_line_restated", "cost_line_retracted", "billing_period_finalized", "fx_rate_recorded"}
 }
 
 // Setup implements projections.Projection: it creates the tables in schema.

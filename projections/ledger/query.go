@@ -84,6 +84,11 @@ type Query struct {
 	GroupBy     []Dimension
 	GroupByTags []string
 	Granularity Granularity
+	// Normalize, when set to an ISO 4217 code ("USD"), also converts every row's amounts to
+	// that currency at the FX rates recorded as events (Row.Normalized), by the rules written
+	// in normalize.go. If any line of the answer has no rate, Cost returns a *MissingRateError
+	// (errors.Is ErrMissingRate) and no rows.
+	Normalize string
 }
 
 // Row is one group of a Query's answer.
@@ -97,6 +102,9 @@ type Row struct {
 	Final                   bool
 	Billed, Effective, List decimal.Decimal
 	Lines                   int64
+	// Normalized is Billed, Effective and List converted to Query.Normalize; nil when the
+	// query did not ask.
+	Normalized *Amounts
 }
 
 // Queries reads the ledger. Its methods never write.
@@ -132,6 +140,9 @@ func (q *Queries) Cost(ctx context.Context, qu Query) ([]Row, error) {
 	}
 	if !qu.From.IsZero() && !qu.To.IsZero() && !qu.From.Before(qu.To) {
 		return nil, fmt.Errorf("%w: from %s is not before to %s", ErrInvalidQuery, qu.From, qu.To)
+	}
+	if qu.Normalize != "" && !isCurrencyCode(qu.Normalize) {
+		return nil, fmt.Errorf("%w: normalize to %q: not an ISO 4217 code such as \"USD\"", ErrInvalidQuery, qu.Normalize)
 	}
 	useDaily := len(qu.Tags) == 0 && len(qu.GroupByTags) == 0 && midnight(qu.From) && midnight(qu.To)
 	for d := range qu.Dimensions {
@@ -198,6 +209,9 @@ func (q *Queries) Cost(ctx context.Context, qu Query) ([]Row, error) {
 	// estimates the number of groups from the columns' statistics (and hashes rather than
 	// sorts), and compares plain values.
 	groupBy := strings.Join(append(append([]string{"1"}, groups...), "l.billing_currency", "l.final"), ", ")
+	if qu.Normalize != "" {
+		return q.normalized(ctx, qu.Normalize, &b, period, groupArr, groupBy, day, count, table)
+	}
 	sql := fmt.Sprintf(`SELECT %s AS period, %s AS groups, l.billing_currency, l.final,
     sum(l.billed_cost)::text, sum(l.effective_cost)::text, sum(l.list_cost)::text, %s
 FROM %s l WHERE %s
@@ -217,16 +231,21 @@ GROUP BY %s ORDER BY 1, 2, 3, 4`, period, groupArr, count,
 		if period != nil {
 			r.Period = period.UTC()
 		}
-		var err error
-		if r.Billed, err = decimal.NewFromString(billed); err != nil {
-			return r, err
-		}
-		if r.Effective, err = decimal.NewFromString(effective); err != nil {
-			return r, err
-		}
-		r.List, err = decimal.NewFromString(list)
-		return r, err
+		return r, r.setAmounts(billed, effective, list)
 	})
+}
+
+// setAmounts parses a row's amounts.
+func (r *Row) setAmounts(billed, effective, list string) error {
+	var err error
+	if r.Billed, err = decimal.NewFromString(billed); err != nil {
+		return err
+	}
+	if r.Effective, err = decimal.NewFromString(effective); err != nil {
+		return err
+	}
+	r.List, err = decimal.NewFromString(list)
+	return err
 }
 
 // Total is a currency's total, split into preliminary and final.
@@ -235,6 +254,9 @@ type Total struct {
 	Billed, Effective, List        decimal.Decimal
 	PreliminaryBilled, FinalBilled decimal.Decimal
 	Lines, FinalLines              int64
+	// Normalized is Billed, Effective and List converted to one currency; set by
+	// NormalizedTotals only.
+	Normalized *Amounts
 }
 
 // Totals sums f's lines per currency, ordered by currency.
@@ -243,6 +265,11 @@ func (q *Queries) Totals(ctx context.Context, f Filter) ([]Total, error) {
 	if err != nil {
 		return nil, err
 	}
+	return totalsOf(rows), nil
+}
+
+// totalsOf sums Cost rows (ordered by currency among others) per currency.
+func totalsOf(rows []Row) []Total {
 	var out []Total
 	for _, r := range rows {
 		if len(out) == 0 || out[len(out)-1].Currency != r.Currency {
@@ -259,8 +286,14 @@ func (q *Queries) Totals(ctx context.Context, f Filter) ([]Total, error) {
 		} else {
 			t.PreliminaryBilled = t.PreliminaryBilled.Add(r.Billed)
 		}
+		if n := r.Normalized; n != nil {
+			if t.Normalized == nil {
+				t.Normalized = &Amounts{Currency: n.Currency}
+			}
+			t.Normalized.add(n)
+		}
 	}
-	return out, nil
+	return out
 }
 
 // Change is one entry of a line's history.

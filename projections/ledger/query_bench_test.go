@@ -71,6 +71,13 @@ func BenchmarkQueryMonthByService(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("TALLY_BENCH_QUERIES")); err == nil && v > 0 {
 		queries = v
 	}
+	// EUR→USD rates on business days, for the normalized cases (weekend lines take Friday's).
+	_, err := pool.Exec(ctx, `INSERT INTO ledger.fx_rates
+		SELECT format('tenant-%s', lpad(t::text, 2, '0')), 'EUR', 'USD', d::date, 1.08 + (extract(doy FROM d) % 7) / 100.0,
+		    'bench', gen_random_uuid(), 0, 0
+		FROM generate_series(0, $1 - 1) t, generate_series($2::timestamptz, $3::timestamptz, '1 day') d
+		WHERE extract(isodow FROM d) < 6`, benchTenants, benchFrom, benchTo)
+	require.NoError(b, err)
 	q := ledger.NewQueries(pool)
 	month := time.Date(2025, 11, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -84,6 +91,12 @@ func BenchmarkQueryMonthByService(b *testing.B) {
 		{"lines-tag", ledger.Query{Filter: ledger.Filter{Tenant: "tenant-03", From: month, To: month.AddDate(0, 1, 0),
 			Tags: map[string][]string{"env": {"prod"}}},
 			GroupBy: []ledger.Dimension{ledger.Service}, Granularity: ledger.ByMonth}},
+		// Both again, normalized to USD at the recorded EUR→USD rates.
+		{"rollup-usd", ledger.Query{Filter: ledger.Filter{Tenant: "tenant-03", From: month, To: month.AddDate(0, 1, 0)},
+			GroupBy: []ledger.Dimension{ledger.Service}, Granularity: ledger.ByMonth, Normalize: "USD"}},
+		{"lines-tag-usd", ledger.Query{Filter: ledger.Filter{Tenant: "tenant-03", From: month, To: month.AddDate(0, 1, 0),
+			Tags: map[string][]string{"env": {"prod"}}},
+			GroupBy: []ledger.Dimension{ledger.Service}, Granularity: ledger.ByMonth, Normalize: "USD"}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {

@@ -112,3 +112,21 @@ CREATE TABLE ledger_schema.daily (
 -- GROUP BY on plain columns (BenchmarkQueryMonthByService).
 CREATE STATISTICS ledger_schema.daily_month_stats ON (date_trunc('month', day)::date) FROM ledger_schema.daily;
 CREATE STATISTICS ledger_schema.daily_groups_stats (ndistinct) ON tenant_id, service_name, billing_currency, final FROM ledger_schema.daily;
+
+-- fx_rates: FX rates recorded as events (fx_rate_recorded), one per tenant, pair and day: one
+-- unit of from_currency is worth rate to_currency on day. A later event for the same tenant,
+-- pair and day replaces the rate (a restated rate), and event_id / stream_seq name the event
+-- that set it. Normalized queries (query.go, normalize.go) read only this table, so a replay
+-- converts exactly as the live ledger did.
+CREATE TABLE ledger_schema.fx_rates (
+    tenant_id     text    NOT NULL,
+    from_currency text    NOT NULL,
+    to_currency   text    NOT NULL,
+    day           date    NOT NULL,
+    rate          numeric NOT NULL CHECK (rate > 0),
+    source        text    NOT NULL,
+    event_id      uuid    NOT NULL,
+    stream_seq    bigint  NOT NULL,
+    event_index   int     NOT NULL,
+    PRIMARY KEY (tenant_id, from_currency, to_currency, day)
+);
