@@ -17,10 +17,10 @@ all: build
 build:
 	$(GO) build -o bin/tally ./cmd/tally
 
-## run: build and start Tally all-in-one (embedded NATS JetStream, local or private PostgreSQL).
+## run: build and start Tally all-in-one (embedded NATS JetStream, local or private PostgreSQL),
+## load sample data for tenant "demo" and print where to look.
 run: build
-	@echo "Tally: data in $(DATA_DIR), listening on http://$(ADDR)  (health: /healthz, metrics: /metrics)"
-	./bin/tally serve --data-dir "$(DATA_DIR)" --addr "$(ADDR)"
+	DATA_DIR="$(DATA_DIR)" ADDR="$(ADDR)" bash scripts/run.sh
 
 ## test: everything CI runs.
 test: deps check-generated lint

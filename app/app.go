@@ -105,6 +105,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err := a.openEventLog(ctx); err != nil {
 		return nil, err
 	}
+	if err := pairWithLog(ctx, a.pool, a.store); err != nil {
+		return nil, err
+	}
 
 	a.health = newHealth(a.reg, a.log,
 		dependency{name: "nats", check: a.checkNATS},

@@ -2,16 +2,32 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/tally-ledger/tally/migrations"
 	"github.com/tally-ledger/tally/storage"
 )
 
-// DefaultDatabase is the database Tally creates and uses on a PostgreSQL
-// server it found itself (no database-url).
+// DefaultDatabase prefixes the database Tally creates and uses on a
+// PostgreSQL server it found itself (no database-url); see DatabaseName.
 const DefaultDatabase = "tally"
+
+// DatabaseName is the database used with no database-url: one per data
+// directory ("tally_" and 10 hex digits of its path's SHA-256), so that two
+// data directories (two event logs) never share read models on the local
+// server. The CLI commands that open the database directly use it too.
+func DatabaseName(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return DefaultDatabase + "_" + hex.EncodeToString(sum[:5])
+}
 
 // openPostgres finds PostgreSQL (database-url, else the local server, else a
 // private cluster in DataDir/postgres), opens the pool and migrates.
@@ -31,7 +47,7 @@ func (a *App) openPostgres(ctx context.Context) error {
 	if a.cfg.DatabaseURL == "" {
 		// On a server Tally found for itself, keep to a database of our own
 		// rather than the server's maintenance database.
-		if url, err = storage.EnsureDatabase(ctx, url, DefaultDatabase); err != nil {
+		if url, err = storage.EnsureDatabase(ctx, url, DatabaseName(a.cfg.DataDir)); err != nil {
 			return err
 		}
 	}

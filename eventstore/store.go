@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -107,6 +108,19 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
 	defer cancel()
+	// Keep the stream's metadata (ours and the server's) across updates, and
+	// give a new log its id.
+	cfg.Metadata = map[string]string{}
+	if existing, err := js.Stream(cctx, opts.Stream); err == nil {
+		for k, v := range existing.CachedInfo().Config.Metadata {
+			cfg.Metadata[k] = v
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: look up stream %s: %w", ErrUnavailable, opts.Stream, err)
+	}
+	if cfg.Metadata[MetadataLogID] == "" {
+		cfg.Metadata[MetadataLogID] = uuid.Must(uuid.NewV7()).String()
+	}
 	stream, err := js.CreateOrUpdateStream(cctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create or update stream %s: %w", ErrUnavailable, opts.Stream, err)
@@ -120,6 +134,15 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		tenants: map[string]*tenantState{},
 	}, nil
 }
+
+// MetadataLogID is the stream metadata key holding the log's id: a UUID given
+// to the stream when Tally creates it. Read models record the id of the log
+// they were folded from, so a database is never silently paired with another
+// log.
+const MetadataLogID = "tally_log_id"
+
+// LogID is the id of this log (see MetadataLogID).
+func (s *Store) LogID() string { return s.stream.CachedInfo().Config.Metadata[MetadataLogID] }
 
 // StreamName is the JetStream stream the store writes.
 func (s *Store) StreamName() string { return s.opts.Stream }

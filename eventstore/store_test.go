@@ -385,3 +385,14 @@ func publishRaw(t *testing.T, nc *nats.Conn, subject string, data []byte) {
 	require.NoError(t, err)
 	require.NotContains(t, string(msg.Data), "error")
 }
+
+func TestLogIDIsStable(t *testing.T) {
+	srv := natstest.Run(t)
+	st := srv.Store()
+	id := st.LogID()
+	require.NotEmpty(t, id)
+	require.Equal(t, id, srv.Store().LogID(), "a second open keeps the id")
+	srv = srv.Restart()
+	require.Equal(t, id, srv.Store().LogID(), "the id survives a restart")
+	require.NotEqual(t, id, natstest.Run(t).Store().LogID(), "another log has another id")
+}

@@ -215,7 +215,7 @@ func (o *projOpts) open(ctx context.Context, log *slog.Logger, migrate bool) (_ 
 	})
 	if o.databaseURL == "" {
 		// Where serve found the server itself, it keeps to a database of its own.
-		if url, err = storage.EnsureDatabase(ctx, url, app.DefaultDatabase); err != nil {
+		if url, err = storage.EnsureDatabase(ctx, url, app.DatabaseName(o.dataDir)); err != nil {
 			return nil, err
 		}
 	}
