@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,14 +17,42 @@ import (
 // appender appends changes in batches, each on the condition that the
 // tenant's log is where the previous one left it, and folds each appended
 // batch into the ingest state with the new checkpoint.
+//
+// It is a pipeline: while the diff builds a batch, the one before is being
+// appended and the one before that copied into the applied table. Batches
+// stay in order in every stage; after the first failure nothing more is
+// appended.
 type appender struct {
-	in         *run
-	expect     uint64 // tenant sequence the next append expects as head
-	pending    []*change
-	conn       *pgxpool.Conn // holds the applied table
-	base       uint64        // the state's checkpoint when the diff was computed
-	lastStream uint64        // stream sequence of the last successful append
-	finalized  []*tallyv1.Envelope
+	in      *run
+	expect  uint64 // tenant sequence the next append expects as head
+	pending []*change
+	conn    *pgxpool.Conn // holds the applied table
+	base    uint64        // the state's checkpoint when the diff was computed
+
+	started  bool
+	blocked  time.Duration // the diff's wait for the pipeline
+	toAppend chan []*change
+	toFold   chan foldJob
+	wg       sync.WaitGroup
+	once     sync.Once
+	dead     chan struct{} // closed at the first failure
+	mu       sync.Mutex
+	err      error
+
+	// The fold stage's until wait returns.
+	tx        pgx.Tx // holds the tenant's state lock from the first fold to merge
+	stale     bool   // another writer moved the state first: fold nothing, catch up
+	foldErr   bool   // tx is aborted
+	folded    uint64 // stream sequence of the last batch folded in tx
+	finalized []*tallyv1.Envelope
+}
+
+// foldJob is an appended batch for the applied table.
+type foldJob struct {
+	fresh     [][]any // lines new to the state, for ingest_lines
+	rows      [][]any // other line changes, for the applied table
+	finalized []*tallyv1.Envelope
+	stream    uint64
 }
 
 func (a *appender) add(ctx context.Context, c *change) error {
@@ -34,56 +63,140 @@ func (a *appender) add(ctx context.Context, c *change) error {
 	return nil
 }
 
+// flush hands the pending changes to the pipeline.
 func (a *appender) flush(ctx context.Context) error {
 	if len(a.pending) == 0 {
-		return nil
+		return a.failure()
 	}
-	in := a.in
-	envs := make([]*tallyv1.Envelope, len(a.pending))
-	for i, c := range a.pending {
-		envs[i] = c.env
+	if !a.started {
+		a.start(ctx)
 	}
+	batch := a.pending
+	a.pending = make([]*change, 0, len(batch))
 	t0 := time.Now()
-	res, err := in.store.Append(ctx, in.tenant, envs, eventstore.ExpectTenantSeq(a.expect))
-	in.sum.Timings.Append += time.Since(t0)
-	if res.Appended > 0 {
-		if in.sum.FirstSeq == 0 {
-			in.sum.FirstSeq = res.FirstSeq
+	defer func() { a.blocked += time.Since(t0) }()
+	select {
+	case a.toAppend <- batch:
+		return nil
+	case <-a.dead:
+		return a.failure()
+	}
+}
+
+// wait closes the pipeline, waits for what was handed over and returns the
+// first failure. It may be called more than once.
+func (a *appender) wait() error {
+	if a.started {
+		a.once.Do(func() { close(a.toAppend) })
+		a.wg.Wait()
+	}
+	return a.failure()
+}
+
+func (a *appender) failure() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+func (a *appender) fail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err == nil {
+		a.err = err
+		close(a.dead)
+	}
+}
+
+func (a *appender) start(ctx context.Context) {
+	a.started = true
+	a.toAppend, a.toFold, a.dead = make(chan []*change), make(chan foldJob), make(chan struct{})
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); defer close(a.toFold); a.appendLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.foldLoop(ctx) }()
+}
+
+func (a *appender) appendLoop(ctx context.Context) {
+	in := a.in
+	for batch := range a.toAppend {
+		if a.failure() != nil {
+			continue // drain
 		}
-		in.sum.LastSeq = res.LastSeq
-	}
-	in.sum.Appended += int64(res.Appended)
-	in.sum.Duplicates += int64(res.Duplicates)
-	if err != nil {
-		return fmt.Errorf("append changes of %s for tenant %q: %w", in.file, in.tenant, err)
-	}
-	for _, c := range a.pending {
-		switch c.kind {
-		case "recorded":
-			in.sum.Recorded++
-		case "restated":
-			in.sum.Restated++
-		case "retracted":
-			in.sum.Retracted++
-		case "finalized":
-			in.sum.Finalized++
+		envs := make([]*tallyv1.Envelope, len(batch))
+		for i, c := range batch {
+			envs[i] = c.env
 		}
-		if postClose(c.env) {
-			in.sum.PostClose++
+		t0 := time.Now()
+		res, err := in.store.Append(ctx, in.tenant, envs, eventstore.ExpectTenantSeq(a.expect))
+		in.sum.Timings.Append += time.Since(t0)
+		if res.Appended > 0 {
+			if in.sum.FirstSeq == 0 {
+				in.sum.FirstSeq = res.FirstSeq
+			}
+			in.sum.LastSeq = res.LastSeq
+		}
+		in.sum.Appended += int64(res.Appended)
+		in.sum.Duplicates += int64(res.Duplicates)
+		if err != nil {
+			a.fail(fmt.Errorf("append changes of %s for tenant %q: %w", in.file, in.tenant, err))
+			continue
+		}
+		job := foldJob{stream: res.Head.StreamSeq}
+		for _, c := range batch {
+			switch c.kind {
+			case "recorded":
+				in.sum.Recorded++
+			case "restated":
+				in.sum.Restated++
+			case "retracted":
+				in.sum.Retracted++
+			case "finalized":
+				in.sum.Finalized++
+				job.finalized = append(job.finalized, c.env)
+				continue
+			}
+			if postClose(c.env) {
+				in.sum.PostClose++
+			}
+			ap := c.applied
+			hash := ap.hash
+			if hash == nil {
+				hash = []byte{}
+			}
+			if ap.fresh {
+				job.fresh = append(job.fresh, []any{in.tenant, ap.scopeKey, ap.lineKey, hash, ap.amounts[0], ap.amounts[1], ap.amounts[2],
+					ap.amounts[3], ap.amounts[4], ap.amounts[5], ap.currency, [16]byte(ap.eventID), ap.retracted})
+				continue
+			}
+			job.rows = append(job.rows, []any{ap.scopeKey, ap.lineKey, hash, ap.amounts[0], ap.amounts[1], ap.amounts[2],
+				ap.amounts[3], ap.amounts[4], ap.amounts[5], ap.currency, [16]byte(ap.eventID), ap.retracted})
+		}
+		a.expect = res.Head.Seq
+		in.sum.HeadSeq, in.sum.StreamSeq = res.Head.Seq, res.Head.StreamSeq
+		if in.opts.Progress != nil {
+			in.opts.Progress(Progress{Stage: "append", Rows: in.sum.RowsRead, Events: in.sum.Appended})
+		}
+		a.toFold <- job // the fold stage drains until the channel closes
+	}
+}
+
+func (a *appender) foldLoop(ctx context.Context) {
+	for job := range a.toFold {
+		if a.failure() != nil {
+			continue // drain; what was appended is caught up from the log
+		}
+		t0 := time.Now()
+		err := a.fold(ctx, job)
+		a.in.sum.Timings.Fold += time.Since(t0)
+		if err != nil {
+			a.foldErr = true
+			a.fail(err)
+			continue
+		}
+		if !a.stale {
+			a.folded = job.stream
 		}
 	}
-	a.expect, a.lastStream = res.Head.Seq, res.Head.StreamSeq
-	in.sum.HeadSeq, in.sum.StreamSeq = res.Head.Seq, res.Head.StreamSeq
-	t0 = time.Now()
-	if err := a.fold(ctx); err != nil {
-		return err
-	}
-	in.sum.Timings.Fold += time.Since(t0)
-	if in.opts.Progress != nil {
-		in.opts.Progress(Progress{Stage: "append", Rows: in.sum.RowsRead, Events: in.sum.Appended})
-	}
-	a.pending = a.pending[:0]
-	return nil
 }
 
 // appliedTable collects the changes appended by this attempt, on the
@@ -93,9 +206,15 @@ const appliedTable = "ingest_applied"
 var appliedColumns = []string{"scope_key", "line_key", "content_hash", "billed_cost", "effective_cost", "list_cost",
 	"contracted_cost", "consumed_qty", "pricing_qty", "billing_currency", "last_event_id", "retracted"}
 
-// fold copies the appended line changes into the applied table: one COPY per
-// batch, the state itself is merged once by merge.
-func (a *appender) fold(ctx context.Context) error {
+var lineColumns = append([]string{"tenant_id"}, appliedColumns...)
+
+// fold writes an appended batch into the ingest state, in one transaction
+// that holds the tenant's state lock from the first batch on and commits in
+// merge: lines new to the state are copied straight into ingest_lines, the
+// other changes into the applied table, merged once at the end. The lock is
+// taken only if the state is still at the checkpoint the diff was computed
+// from; if not, the batch is left to the next catch-up.
+func (a *appender) fold(ctx context.Context, job foldJob) error {
 	in := a.in
 	if a.conn == nil {
 		c, err := in.pool.Acquire(ctx)
@@ -113,43 +232,71 @@ func (a *appender) fold(ctx context.Context) error {
 			return fmt.Errorf("fold appended changes: %w", err)
 		}
 	}
-	rows := make([][]any, 0, len(a.pending))
-	for _, c := range a.pending {
-		if c.kind == "finalized" {
-			a.finalized = append(a.finalized, c.env)
-			continue
-		}
-		ap := c.applied
-		hash := ap.hash
-		if hash == nil {
-			hash = []byte{}
-		}
-		rows = append(rows, []any{ap.scopeKey, ap.lineKey, hash, ap.amounts[0], ap.amounts[1], ap.amounts[2],
-			ap.amounts[3], ap.amounts[4], ap.amounts[5], ap.currency, [16]byte(ap.eventID), ap.retracted})
+	if a.stale {
+		return nil
 	}
-	if _, err := a.conn.CopyFrom(ctx, pgx.Identifier{appliedTable}, appliedColumns, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("fold appended changes: %w", err)
+	if a.tx == nil {
+		tx, err := a.conn.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("fold appended changes: %w", err)
+		}
+		cp, err := lockState(ctx, tx, in.tenant)
+		if err != nil {
+			tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // the error that matters is err
+			return err
+		}
+		if cp != a.base {
+			a.stale = true
+			return tx.Rollback(ctx)
+		}
+		a.tx = tx
 	}
+	if len(job.fresh) > 0 {
+		if _, err := a.tx.CopyFrom(ctx, pgx.Identifier{"ingest_lines"}, lineColumns, pgx.CopyFromRows(job.fresh)); err != nil {
+			return fmt.Errorf("fold appended changes: %w", err)
+		}
+	}
+	if len(job.rows) > 0 {
+		if _, err := a.tx.CopyFrom(ctx, pgx.Identifier{appliedTable}, appliedColumns, pgx.CopyFromRows(job.rows)); err != nil {
+			return fmt.Errorf("fold appended changes: %w", err)
+		}
+	}
+	a.finalized = append(a.finalized, job.finalized...)
 	return nil
 }
 
-// merge folds what this attempt appended into the ingest state and moves
-// the checkpoint to the last append, in one transaction. It runs whether the
-// attempt succeeded or not: whatever reached the log is folded. If another
-// writer moved the state meanwhile, the applied rows may be older than what it
-// folded: they are dropped and the state catches up from the log instead,
-// in log order. Had merge failed, the next catch-up folds the same events.
+// merge ends what fold began, after wait, whether the attempt succeeded or
+// not: the applied changes are merged into the state and the checkpoint moves
+// to the last folded batch, and the transaction commits. Whatever reached the
+// log and was not folded here (a failed fold, a batch after a failed one, or
+// all of it when another writer moved the state first) the next catch-up
+// folds from the log, in log order; when another writer moved the state,
+// merge catches up at once.
 func (a *appender) merge(ctx context.Context) error {
 	if a.conn == nil {
 		return nil
 	}
 	defer func() { a.conn.Release(); a.conn = nil }()
 	in := a.in
-	if a.lastStream == 0 {
-		return nil
-	}
 	ctx = context.WithoutCancel(ctx)
 	t0 := time.Now()
+	defer func() { in.sum.Timings.Fold += time.Since(t0) }()
+	if a.stale {
+		if _, err := a.conn.Exec(ctx, "TRUNCATE "+appliedTable); err != nil {
+			return err
+		}
+		_, err := catchUp(ctx, a.conn.Conn(), in.store, in.tenant)
+		return err
+	}
+	if a.tx == nil {
+		return nil
+	}
+	tx := a.tx
+	a.tx = nil
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	if a.foldErr || a.folded == 0 {
+		return nil
+	}
 	f := newFolder(in.tenant)
 	for _, k := range sortedKeys(in.scopes) {
 		sc := in.scopes[k]
@@ -169,35 +316,14 @@ ON CONFLICT (tenant_id, scope_key, line_key) DO UPDATE SET
 	billed_cost = EXCLUDED.billed_cost, effective_cost = EXCLUDED.effective_cost, list_cost = EXCLUDED.list_cost,
 	contracted_cost = EXCLUDED.contracted_cost, consumed_qty = EXCLUDED.consumed_qty, pricing_qty = EXCLUDED.pricing_qty,
 	billing_currency = EXCLUDED.billing_currency, last_event_id = EXCLUDED.last_event_id, retracted = EXCLUDED.retracted`, in.tenant)
-	f.b.Queue(setCheckpoint, in.tenant, int64(a.lastStream))
+	f.b.Queue(setCheckpoint, in.tenant, int64(a.folded))
 	f.b.Queue("TRUNCATE " + appliedTable)
-	tx, err := a.conn.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("merge appended changes into the ingest state: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
-	cp, err := lockState(ctx, tx, in.tenant)
-	if err != nil {
-		return err
-	}
-	if cp != a.base {
-		if err := tx.Rollback(ctx); err != nil {
-			return err
-		}
-		if _, err := a.conn.Exec(ctx, "TRUNCATE "+appliedTable); err != nil {
-			return err
-		}
-		_, err := catchUp(ctx, a.conn.Conn(), in.store, in.tenant)
-		in.sum.Timings.Fold += time.Since(t0)
-		return err
-	}
 	if err := tx.SendBatch(ctx, f.b).Close(); err != nil {
 		return fmt.Errorf("merge appended changes into the ingest state: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("merge appended changes into the ingest state: %w", err)
 	}
-	in.sum.Timings.Fold += time.Since(t0)
 	return nil
 }
 

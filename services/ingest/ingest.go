@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -37,6 +38,14 @@ type Options struct {
 	// while events are appended.
 	Progress func(Progress)
 	Logger   *slog.Logger
+	// TempDir holds the sorted runs of the file while it is ingested (about
+	// its encoded size; removed at the end whatever happens); default
+	// os.TempDir().
+	TempDir string
+	// RunBytes is the memory the file's rows take before they are sorted
+	// and spilled to TempDir; default 32 MiB. It bounds the ingest's memory
+	// whatever the file size.
+	RunBytes int
 }
 
 // Progress of a running ingest.
@@ -80,11 +89,11 @@ type Summary struct {
 
 // Timings of an ingest's phases.
 type Timings struct {
-	Stage   time.Duration // read, validate and copy the file into PostgreSQL
+	Stage   time.Duration // read, validate, encode, sort and spill the file
 	CatchUp time.Duration // fold the log's new cost events into the state
-	Diff    time.Duration // compute the differences and build events (excluding appends and folds)
-	Append  time.Duration // durable appends to the log
-	Fold    time.Duration // fold the appended changes into the state
+	Diff    time.Duration // merge the runs, diff them with the state and build events (excluding appends and folds)
+	Append  time.Duration // durable appends to the log (overlaps with Diff and Fold)
+	Fold    time.Duration // fold the appended changes into the state (overlaps with Diff and Append)
 }
 
 // CurrencyTotal is an exact billed total in one currency.
@@ -107,7 +116,8 @@ type run struct {
 	opts                Options
 	store               *eventstore.Store
 	pool                *pgxpool.Pool
-	conn                *pgx.Conn // holds the staging table
+	conn                *pgx.Conn // catches the state up and reads it
+	runs                []string  // the file's sorted runs
 	scopes              map[string]*scope
 	closed              map[string]bool
 	sum                 Summary
@@ -146,10 +156,14 @@ func Ingest(ctx context.Context, store *eventstore.Store, pool *pgxpool.Pool, te
 	}
 	defer conn.Release()
 	in.conn = conn.Conn()
-	defer in.conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+stageTable) //nolint:errcheck // best effort; a temp table goes with its session anyway
+	dir, err := os.MkdirTemp(opts.TempDir, "tally-ingest-")
+	if err != nil {
+		return in.sum, fmt.Errorf("ingest %s: %w", in.file, err)
+	}
+	defer os.RemoveAll(dir)
 
 	t0 := time.Now()
-	err = in.stage(ctx, r)
+	err = in.stage(ctx, r, dir)
 	in.sum.Timings.Stage = time.Since(t0)
 	if err != nil {
 		in.sum.Duration = time.Since(start)
@@ -171,14 +185,16 @@ func Ingest(ctx context.Context, store *eventstore.Store, pool *pgxpool.Pool, te
 	return in.sum, nil
 }
 
-// stage reads the whole file into the staging table.
-func (in *run) stage(ctx context.Context, r *focus.Reader) error {
-	src := &stageSource{ctx: ctx, r: r, partial: in.opts.Partial, progress: in.opts.Progress,
+// stage reads the whole file into sorted runs under dir.
+func (in *run) stage(ctx context.Context, r *focus.Reader, dir string) error {
+	src := &stageSource{r: r, progress: in.opts.Progress}
+	st := &stager{name: r.Name(), version: r.Version(), runs: newRunWriter(dir, in.opts.RunBytes),
 		scopes: in.scopes, totals: map[string]decimal.Decimal{}}
-	_, err := stageFile(ctx, in.conn, src)
+	err := stageFile(ctx, src, st)
+	in.runs = st.runs.files
 	in.sum.RowsRead, in.sum.RowsBad, in.sum.Rejected = src.rows, src.nRejects, src.rejected
 	in.sum.Scopes = len(in.scopes)
-	for cur, total := range src.totals {
+	for cur, total := range st.totals {
 		in.sum.Totals = append(in.sum.Totals, CurrencyTotal{Currency: cur, Billed: total})
 	}
 	sort.Slice(in.sum.Totals, func(i, j int) bool { return in.sum.Totals[i].Currency < in.sum.Totals[j].Currency })
@@ -198,6 +214,39 @@ func (in *run) stage(ctx context.Context, r *focus.Reader) error {
 	return nil
 }
 
+// diff merges the runs into the file's lines and joins them, scope by
+// scope, with the state read in one snapshot; the differences go to ap.
+func (in *run) diff(ctx context.Context, keys []string, ap *appender) error {
+	m, err := openMerger(in.runs)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+	gr := &grouper{m: m}
+	g, err := gr.next()
+	if err != nil {
+		return err
+	}
+	tx, err := in.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("read the ingest state: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	emit := func(c *change) error { return ap.add(ctx, c) }
+	for _, k := range keys {
+		if g != nil && string(g.scopeKey()) < k {
+			return fmt.Errorf("the sorted runs hold scope %s, which the file does not", g.scopeKey())
+		}
+		if g, err = in.diffScope(ctx, tx, gr, g, in.scopes[k], emit); err != nil {
+			return fmt.Errorf("diff %s against the log: %w", in.file, err)
+		}
+	}
+	if g != nil {
+		return fmt.Errorf("the sorted runs hold scope %s, which the file does not", g.scopeKey())
+	}
+	return nil
+}
+
 // apply catches the state up, diffs and appends; an eventstore.ErrConflict
 // means it should be called again. Whatever it appended is folded into the
 // ingest state before it returns.
@@ -213,15 +262,16 @@ func (in *run) apply(ctx context.Context) (err error) {
 	}
 	in.sum.Timings.CatchUp += time.Since(t0)
 	t0 = time.Now()
-	appendBefore, foldBefore := in.sum.Timings.Append, in.sum.Timings.Fold
-	defer func() {
-		in.sum.Timings.Diff += time.Since(t0) - (in.sum.Timings.Append - appendBefore) - (in.sum.Timings.Fold - foldBefore)
-	}()
 	if err := in.loadClosed(ctx); err != nil {
 		return err
 	}
 	ap := &appender{in: in, expect: head.Seq, base: base}
 	defer func() {
+		// The diff's own time: appends and folds overlap with it.
+		in.sum.Timings.Diff += time.Since(t0) - ap.blocked
+		if werr := ap.wait(); werr != nil && err == nil {
+			err = werr
+		}
 		if merr := ap.merge(ctx); merr != nil && err == nil {
 			err = merr
 		}
@@ -229,56 +279,10 @@ func (in *run) apply(ctx context.Context) (err error) {
 	in.sum.HeadSeq, in.sum.StreamSeq = head.Seq, head.StreamSeq
 	in.sum.Recorded, in.sum.Restated, in.sum.Retracted, in.sum.PostClose, in.sum.Unchanged = 0, 0, 0, 0, 0
 
-	var lines int64
-	if err := in.conn.QueryRow(ctx, "SELECT count(*) FROM (SELECT DISTINCT scope_key, line_key FROM "+stageTable+") d").Scan(&lines); err != nil {
-		return fmt.Errorf("count staged lines: %w", err)
-	}
-	in.sum.Lines = lines
-	changed := int64(0)
-	rows, err := in.conn.Query(ctx, changedLines, in.tenant)
-	if err != nil {
-		return fmt.Errorf("diff %s against the log: %w", in.file, err)
-	}
-	for rows.Next() {
-		c, err := in.lineChange(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		if c == nil {
-			continue
-		}
-		changed++
-		if err := ap.add(ctx, c); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("diff %s against the log: %w", in.file, err)
-	}
-	in.sum.Unchanged = lines - changed
-
+	in.sum.Lines = 0
 	keys := sortedKeys(in.scopes)
-	rows, err = in.conn.Query(ctx, removedLines, in.tenant, keys)
-	if err != nil {
-		return fmt.Errorf("find lines removed from %s: %w", in.file, err)
-	}
-	for rows.Next() {
-		c, err := in.removedChange(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		if err := ap.add(ctx, c); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("find lines removed from %s: %w", in.file, err)
+	if err := in.diff(ctx, keys, ap); err != nil {
+		return err
 	}
 	if in.opts.Final {
 		if err := in.finalize(ctx, ap, keys); err != nil {
@@ -309,34 +313,15 @@ func (in *run) loadClosed(ctx context.Context) error {
 // with the scope's line count and billed totals. Its id covers those, so
 // finalizing an unchanged bill again appends nothing.
 func (in *run) finalize(ctx context.Context, ap *appender, keys []string) error {
-	if err := ap.flush(ctx); err != nil {
-		return err
-	}
 	for _, k := range keys {
 		sc := in.scopes[k]
-		rows, err := in.conn.Query(ctx, `SELECT billing_currency, sum(billed_cost), count(DISTINCT line_key)
-FROM `+stageTable+` WHERE scope_key = $1 GROUP BY billing_currency ORDER BY billing_currency`, k)
-		if err != nil {
-			return fmt.Errorf("totals of scope %s: %w", k, err)
-		}
 		var totals []*tallyv1.CurrencyAmount
-		var lines int64
+		lines := sc.lines
 		digest := ""
-		for rows.Next() {
-			var cur string
-			var total decimal.Decimal
-			var n int64
-			if err := rows.Scan(&cur, &total, &n); err != nil {
-				rows.Close()
-				return err
-			}
+		for _, cur := range sortedKeys(sc.totals) {
+			total := sc.totals[cur]
 			totals = append(totals, &tallyv1.CurrencyAmount{Currency: cur, Amount: total.String()})
-			lines += n
 			digest += cur + "=" + total.String() + ";"
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		bs := &tallyv1.BillScope{Provider: sc.Provider, BillingAccountId: sc.Account,
 			BillingPeriodStart: timestamppb.New(sc.Start), BillingPeriodEnd: timestamppb.New(sc.End)}

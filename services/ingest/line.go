@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"crypto/sha256"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 	"google.golang.org/protobuf/proto"
@@ -51,7 +52,7 @@ func costLine(r *focus.Row, key string, version focus.Version) *tallyv1.CostLine
 		PricingQuantity:                    nullDec(r.PricingQuantity),
 		ConsumedQuantity:                   nullDec(r.ConsumedQuantity),
 		ConsumedUnit:                       r.ConsumedUnit,
-		BilledCost:                         r.BilledCost.String(),
+		BilledCost:                         decString(r.BilledCost),
 		EffectiveCost:                      nullDec(r.EffectiveCost),
 		ListCost:                           nullDec(r.ListCost),
 		ContractedCost:                     nullDec(r.ContractedCost),
@@ -93,7 +94,54 @@ func nullDec(d decimal.NullDecimal) string {
 	if !d.Valid {
 		return ""
 	}
-	return d.Decimal.String()
+	return decString(d.Decimal)
+}
+
+// decString is d.String() without math/big for the amounts bills hold
+// (up to 18 digits): that conversion was a tenth of an ingest's CPU. The
+// text must stay exactly d.String()'s, since it is hashed into the line's
+// content; TestDecString compares them.
+func decString(d decimal.Decimal) string {
+	exp := d.Exponent()
+	if exp > 0 || exp < -18 || !decimal.TrimTrailingZeros || decimal.UseScientificNotation || d.NumDigits() > 18 {
+		return d.String()
+	}
+	v := d.CoefficientInt64()
+	if exp == 0 {
+		return strconv.FormatInt(v, 10)
+	}
+	var buf [48]byte
+	out := buf[:0]
+	u := uint64(v)
+	if v < 0 {
+		out = append(out, '-')
+		u = -u
+	}
+	var digits [20]byte
+	ds := strconv.AppendUint(digits[:0], u, 10)
+	scale := int(-exp)
+	var intPart, frac []byte
+	var lead int
+	if len(ds) > scale {
+		intPart, frac = ds[:len(ds)-scale], ds[len(ds)-scale:]
+	} else {
+		intPart, lead, frac = []byte{'0'}, scale-len(ds), ds
+	}
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	if len(frac) == 0 {
+		lead = 0
+	}
+	out = append(out, intPart...)
+	if lead+len(frac) > 0 {
+		out = append(out, '.')
+		for range lead {
+			out = append(out, '0')
+		}
+		out = append(out, frac...)
+	}
+	return string(out)
 }
 
 func keyValues(kvs []focus.KeyValue) []*tallyv1.KeyValue {
@@ -160,11 +208,13 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// lineBytes encodes a line for the staging table and the state's content
+// lineBytes encodes a line for the sorted runs and the state's content
 // hash. Deterministic mode: the same line always gives the same bytes.
 func lineBytes(l *tallyv1.CostLine) ([]byte, error) {
-	return proto.MarshalOptions{Deterministic: true}.Marshal(l)
+	return lineMarshal.Marshal(l)
 }
+
+var lineMarshal = proto.MarshalOptions{Deterministic: true}
 
 // contentHash identifies a line's full content: any change in it (amounts,
 // descriptions, tags) is a restatement.

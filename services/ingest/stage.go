@@ -5,36 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 
 	"github.com/tally-ledger/tally/services/focus"
 )
-
-// stageTable is a temporary table: it lives in the ingest's own session and
-// disappears with it, whatever happens to the process.
-const stageTable = "ingest_stage"
-
-const createStage = `CREATE TEMP TABLE ` + stageTable + ` (
-	scope_key        text    NOT NULL,
-	line_key         text    NOT NULL,
-	row_no           bigint  NOT NULL,
-	line             bytea   NOT NULL,
-	row_hash         bytea   NOT NULL,
-	billed_cost      numeric NOT NULL,
-	effective_cost   numeric,
-	list_cost        numeric,
-	contracted_cost  numeric,
-	consumed_qty     numeric,
-	pricing_qty      numeric,
-	billing_currency text    NOT NULL
-) ON COMMIT PRESERVE ROWS`
-
-var stageColumns = []string{"scope_key", "line_key", "row_no", "line", "row_hash",
-	"billed_cost", "effective_cost", "list_cost", "contracted_cost", "consumed_qty", "pricing_qty", "billing_currency"}
 
 // scope is one bill a file holds.
 type scope struct {
@@ -44,45 +22,48 @@ type scope struct {
 	Start    time.Time
 	End      time.Time
 	Rows     int64
+	// Billed cost per currency of the scope's rows, for --final.
+	totals map[string]decimal.Decimal
+	// lines: distinct lines of the scope, counted by the diff.
+	lines int64
 }
 
-// stageSource feeds CopyFrom straight from the reader, so the file is never
-// held in memory: validation, line keys and encoding happen row by row.
+// stageSource reads and validates the file in its own goroutine (produce)
+// and hands the rows over in chunks.
 type stageSource struct {
-	ctx      context.Context
 	r        *focus.Reader
-	partial  bool
 	progress func(Progress)
 
+	// The producer's until it closes the channel.
 	rows     int64
 	rejected []*focus.RowError
 	nRejects int64
-	scopes   map[string]*scope
-	totals   map[string]decimal.Decimal // billed cost per currency
 	err      error
 	lastTick time.Time
-
-	// The consumer's side.
-	in    <-chan [][]any
-	chunk [][]any
-	i     int
 }
 
 // maxReported bounds the rejected rows kept for the report; the count is
 // always exact.
 const maxReported = 1000
 
-// produce reads, validates and encodes the rows in its own goroutine and
-// hands them over in chunks, so that parsing and the COPY's encoding and
-// sending run side by side. The counters are the producer's until it closes
-// the channel.
-func (s *stageSource) produce(ctx context.Context, out chan<- [][]any) {
+// stageChunk rows travel together from the reader to the encoders.
+const stageChunk = 256
+
+func (s *stageSource) produce(ctx context.Context, out chan<- []focus.Row, free <-chan []focus.Row) {
 	defer close(out)
-	chunk := make([][]any, 0, stageChunk)
+	next := func() []focus.Row {
+		select {
+		case c := <-free:
+			return c[:0]
+		default:
+			return make([]focus.Row, 0, stageChunk)
+		}
+	}
+	chunk := next()
 	send := func() bool {
 		select {
 		case out <- chunk:
-			chunk = make([][]any, 0, stageChunk)
+			chunk = next()
 			return true
 		case <-ctx.Done():
 			return false
@@ -110,12 +91,7 @@ func (s *stageSource) produce(ctx context.Context, out chan<- [][]any) {
 			return
 		}
 		s.rows++
-		values, err := s.stage(&row)
-		if err != nil {
-			s.err = err
-			return
-		}
-		chunk = append(chunk, values)
+		chunk = append(chunk, row)
 		if len(chunk) == stageChunk && !send() {
 			return
 		}
@@ -131,94 +107,138 @@ func (s *stageSource) produce(ctx context.Context, out chan<- [][]any) {
 	}
 }
 
-// stageChunk rows travel together from the producer to the COPY.
-const stageChunk = 512
+// encChunk is a chunk of rows as records, with what the stager keeps of
+// each row.
+type encChunk struct {
+	recs []byte
+	ns   []uint32 // record lengths
+	meta []rowMeta
+	err  error
+}
 
-// Next, Values and Err make the source a pgx.CopyFromSource.
-func (s *stageSource) Next() bool {
-	s.i++
-	for s.i >= len(s.chunk) {
-		chunk, ok := <-s.in
-		if !ok {
-			return false
+type rowMeta struct {
+	scopeKey, provider, account, currency string
+	start, end                            time.Time
+	billed                                decimal.Decimal
+}
+
+// encode gives rows their keys and encodes them: most of the CPU of
+// reading a bill, so it runs on every core.
+func encode(name string, version focus.Version, rows []focus.Row, ec *encChunk) {
+	ec.recs, ec.ns, ec.meta, ec.err = ec.recs[:0], ec.ns[:0], ec.meta[:0], nil
+	for i := range rows {
+		row := &rows[i]
+		provider := row.ProviderOrServiceProvider()
+		sk := ScopeKey(provider, row.BillingAccountID, row.BillingPeriodStart, row.BillingPeriodEnd)
+		key := LineKey(row)
+		start := len(ec.recs)
+		recs, err := appendRecordHead(ec.recs, sk, key, uint64(row.Number))
+		if err == nil {
+			recs, err = lineMarshal.MarshalAppend(recs, costLine(row, key, version))
 		}
-		s.chunk, s.i = chunk, 0
+		if err != nil {
+			ec.err = fmt.Errorf("%s:%d: encode line: %w", name, row.Line, err)
+			return
+		}
+		sealRecord(recs[start:])
+		ec.recs = recs
+		ec.ns = append(ec.ns, uint32(len(recs)-start))
+		ec.meta = append(ec.meta, rowMeta{scopeKey: sk, provider: provider, account: row.BillingAccountID,
+			currency: row.BillingCurrency, start: row.BillingPeriodStart, end: row.BillingPeriodEnd, billed: row.BilledCost})
 	}
-	return true
 }
 
-func (s *stageSource) Values() ([]any, error) { return s.chunk[s.i], nil }
-
-// Err is read by CopyFrom once Next returned false, after the producer
-// closed the channel: its error is visible then.
-func (s *stageSource) Err() error { return s.err }
-
-func (s *stageSource) stage(row *focus.Row) ([]any, error) {
-	provider := row.ProviderOrServiceProvider()
-	sk := ScopeKey(provider, row.BillingAccountID, row.BillingPeriodStart, row.BillingPeriodEnd)
-	sc, ok := s.scopes[sk]
-	if !ok {
-		sc = &scope{Key: sk, Provider: provider, Account: row.BillingAccountID, Start: row.BillingPeriodStart, End: row.BillingPeriodEnd}
-		s.scopes[sk] = sc
-	}
-	sc.Rows++
-	s.totals[row.BillingCurrency] = s.totals[row.BillingCurrency].Add(row.BilledCost)
-
-	key := LineKey(row)
-	line := costLine(row, key, s.r.Version())
-	b, err := lineBytes(line)
-	if err != nil {
-		return nil, fmt.Errorf("%s:%d: encode line: %w", s.r.Name(), row.Line, err)
-	}
-	rowNo := int64(row.Number)
-	return []any{sk, key, rowNo, b, contentHash(b),
-		numeric(row.BilledCost), nullNumeric(row.EffectiveCost), nullNumeric(row.ListCost),
-		nullNumeric(row.ContractedCost), nullNumeric(row.ConsumedQuantity), nullNumeric(row.PricingQuantity),
-		row.BillingCurrency}, nil
+// stager collects the encoded rows into sorted runs and keeps the scopes
+// and totals.
+type stager struct {
+	name    string
+	version focus.Version
+	runs    *runWriter
+	scopes  map[string]*scope
+	totals  map[string]decimal.Decimal // billed cost per currency
 }
 
-// numeric converts without going through text: pgx then sends NUMERIC in
-// binary, several times faster in COPY than strings.
-func numeric(d decimal.Decimal) pgtype.Numeric {
-	return pgtype.Numeric{Int: d.Coefficient(), Exp: d.Exponent(), Valid: true}
+func (st *stager) collect(ec *encChunk) error {
+	off := 0
+	for i, n := range ec.ns {
+		m := &ec.meta[i]
+		sc, ok := st.scopes[m.scopeKey]
+		if !ok {
+			sc = &scope{Key: m.scopeKey, Provider: m.provider, Account: m.account, Start: m.start, End: m.end,
+				totals: map[string]decimal.Decimal{}}
+			st.scopes[m.scopeKey] = sc
+		}
+		sc.Rows++
+		sc.totals[m.currency] = sc.totals[m.currency].Add(m.billed)
+		st.totals[m.currency] = st.totals[m.currency].Add(m.billed)
+		if err := st.runs.addRecord(ec.recs[off : off+int(n)]); err != nil {
+			return err
+		}
+		off += int(n)
+	}
+	return nil
 }
 
-func nullNumeric(d decimal.NullDecimal) pgtype.Numeric {
-	if !d.Valid {
-		return pgtype.Numeric{}
-	}
-	return numeric(d.Decimal)
-}
-
-// stage creates the staging table on conn and copies the file into it.
-func stageFile(ctx context.Context, conn *pgx.Conn, src *stageSource) (int64, error) {
-	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+stageTable); err != nil {
-		return 0, fmt.Errorf("staging table: %w", err)
-	}
-	if _, err := conn.Exec(ctx, createStage); err != nil {
-		return 0, fmt.Errorf("staging table: %w", err)
-	}
+// stageFile reads the whole file into sorted runs: one goroutine reads,
+// one per core encodes, this one sorts and spills.
+func stageFile(ctx context.Context, src *stageSource, st *stager) error {
 	pctx, cancel := context.WithCancel(ctx)
-	ch := make(chan [][]any, 4)
-	src.in, src.i = ch, -1
+	defer cancel()
+	workers := runtime.GOMAXPROCS(0)
+	rowsCh := make(chan []focus.Row, workers)
+	freeRows := make(chan []focus.Row, 2*workers+2)
+	encCh := make(chan *encChunk, workers)
+	freeEnc := make(chan *encChunk, 2*workers+2)
 	done := make(chan struct{})
-	go func() { src.produce(pctx, ch); close(done) }()
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, src)
-	cancel()
+	go func() { src.produce(pctx, rowsCh, freeRows); close(done) }()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rows := range rowsCh {
+				var ec *encChunk
+				select {
+				case ec = <-freeEnc:
+				default:
+					ec = &encChunk{}
+				}
+				encode(st.name, st.version, rows, ec)
+				clear(rows) // the rows' strings go now, not when the chunk is reused
+				select {
+				case freeRows <- rows:
+				default:
+				}
+				select {
+				case encCh <- ec:
+				case <-pctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(encCh) }()
+	var err error
+	for ec := range encCh {
+		if err == nil {
+			if err = ec.err; err == nil {
+				err = st.collect(ec)
+			}
+			if err != nil {
+				cancel()
+			}
+		}
+		select {
+		case freeEnc <- ec:
+		default:
+		}
+	}
 	<-done
-	if src.err != nil && !(err != nil && errors.Is(src.err, context.Canceled)) {
-		return n, src.err
-	}
 	if err != nil {
-		return n, fmt.Errorf("stage rows of %s: %w", src.r.Name(), err)
+		return err
 	}
-	// The index serves the per-line aggregation and the search for removed
-	// lines: measured, the diff is faster by more than the index costs.
-	if _, err := conn.Exec(ctx, "CREATE INDEX ON "+stageTable+" (scope_key, line_key, row_no)"); err != nil {
-		return n, fmt.Errorf("index staging table: %w", err)
+	if src.err != nil {
+		return src.err
 	}
-	if _, err := conn.Exec(ctx, "ANALYZE "+stageTable); err != nil {
-		return n, fmt.Errorf("analyze staging table: %w", err)
-	}
-	return n, nil
+	return st.runs.finish()
 }
