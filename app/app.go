@@ -126,6 +126,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		}
 	}
 	if cfg.Roles.Has(RoleGateway) {
+		// The gateway refuses every call without a token: make sure an
+		// admin can get one.
+		if err := a.ensureAdminToken(ctx); err != nil {
+			return nil, err
+		}
 		gateway.New(gateway.Config{Store: a.store, Pool: a.pool, Logger: a.log,
 			TempDir: filepath.Join(cfg.DataDir, "uploads"), Runner: a.runner}).Mount(a.mux)
 	}

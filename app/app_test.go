@@ -37,6 +37,12 @@ func start(t *testing.T) *running {
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DatabaseURL = dbURL
+	return startWith(t, cfg)
+}
+
+// startWith runs a Tally with cfg.
+func startWith(t *testing.T, cfg app.Config) *running {
+	t.Helper()
 	a, err := app.New(t.Context(), cfg, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

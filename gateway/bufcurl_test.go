@@ -40,7 +40,7 @@ func TestBufCurl(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := `{"tenantId":"acme","idempotencyKey":"` + tc.key + `","fxRate":{"fromCurrency":"EUR","toCurrency":"USD","rate":"1.0825","date":"2024-09-01","source":"ECB"}}`
-			args := append(append([]string{"curl"}, tc.args...), "--data", data, e.url+"/tally.v1.IngestService/RecordFxRate")
+			args := append(append([]string{"curl", "-H", "Authorization: Bearer " + e.token}, tc.args...), "--data", data, e.url+"/tally.v1.IngestService/RecordFxRate")
 			out, err := goToolBuf(ctx, args...).CombinedOutput()
 			require.NoError(t, err, "%s", out)
 			var resp struct {
@@ -52,7 +52,7 @@ func TestBufCurl(t *testing.T) {
 		})
 	}
 	// A refusal reaches buf curl as an error with the code and the field.
-	out, err := goToolBuf(ctx, "curl", "--schema", "proto", "--data", `{"tenantId":"acme","fxRate":{"fromCurrency":"EUR","toCurrency":"USD","rate":"abc","date":"2024-09-01"}}`,
+	out, err := goToolBuf(ctx, "curl", "-H", "Authorization: Bearer "+e.token, "--schema", "proto", "--data", `{"tenantId":"acme","fxRate":{"fromCurrency":"EUR","toCurrency":"USD","rate":"abc","date":"2024-09-01"}}`,
 		e.url+"/tally.v1.IngestService/RecordFxRate").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "invalid_argument")

@@ -58,6 +58,10 @@ func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Err
 		}
 		return e
 	}
+	var ae *authError
+	if errors.As(err, &ae) {
+		return connect.NewError(ae.code, ae)
+	}
 	var fileErr *focus.Error
 	switch {
 	case errors.Is(err, eventstore.ErrInvalidTenant),

@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/gateway/tokens"
 	"github.com/tally-ledger/tally/projections"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 )
@@ -40,6 +42,11 @@ type Config struct {
 	// Runner, when this process projects, wakes ledger queries waiting for
 	// min_seq as soon as the ledger moves; without it they poll Pool.
 	Runner *projections.Runner
+	// Auth checks the bearer token of every call of the Tally services
+	// (health and reflection stay open). Nil means the tokens table in
+	// Pool, which is what tally serve uses; there is no way to turn
+	// authentication off.
+	Auth Authenticator
 }
 
 // Gateway is the Connect API surface.
@@ -56,6 +63,12 @@ func New(cfg Config) *Gateway {
 	cfg.TempDir = cmp.Or(cfg.TempDir, os.TempDir())
 	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, DefaultMaxMessageBytes)
 	cfg.MaxUploadBytes = cmp.Or(cfg.MaxUploadBytes, DefaultMaxUploadBytes)
+	if cfg.Auth == nil {
+		cfg.Auth = noTokens{}
+		if cfg.Pool != nil {
+			cfg.Auth = tokens.NewStore(cfg.Pool)
+		}
+	}
 	return &Gateway{cfg: cfg, log: cfg.Logger, ingest: NewIngestServer(cfg), ledger: NewLedgerServer(cfg)}
 }
 
@@ -66,14 +79,18 @@ var services = []string{
 }
 
 // Mount registers every service, gRPC health (grpc.health.v1) and gRPC
-// reflection (v1 and v1alpha) on mux. The server must accept HTTP/2 without
-// TLS (http.Protocols.SetUnencryptedHTTP2) for plain-text gRPC clients.
+// reflection (v1 and v1alpha) on mux. The Tally services authenticate every
+// call (see auth.go and the package documentation); health and reflection are open. The
+// server must accept HTTP/2 without TLS (http.Protocols.SetUnencryptedHTTP2)
+// for plain-text gRPC clients.
 func (g *Gateway) Mount(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(g.cfg.MaxMessageBytes)}
+	authed := append(opts[:len(opts):len(opts)], connect.WithInterceptors(
+		&authInterceptor{auth: g.cfg.Auth, store: g.cfg.Store, log: g.log}))
 	handle := func(path string, h http.Handler) { mux.Handle(path, withRequestID(h)) }
 
-	handle(tallyv1connect.NewIngestServiceHandler(g.ingest, opts...))
-	handle(tallyv1connect.NewLedgerServiceHandler(g.ledger, opts...))
+	handle(tallyv1connect.NewIngestServiceHandler(g.ingest, authed...))
+	handle(tallyv1connect.NewLedgerServiceHandler(g.ledger, authed...))
 	handle(grpchealth.NewHandler(&healthChecker{store: g.cfg.Store, pool: g.cfg.Pool}, opts...))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, services...)...)
 	handle(grpcreflect.NewHandlerV1(reflector, opts...))
@@ -111,3 +128,12 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 type errUnknownService string
 
 func (e errUnknownService) Error() string { return "unknown service " + quote(string(e)) }
+
+// noTokens is the Authenticator of a gateway with no database: it accepts
+// no token.
+type noTokens struct{}
+
+func (noTokens) Authenticate(context.Context, string) (tokens.Token, error) {
+	return tokens.Token{}, connect.NewError(connect.CodeUnavailable,
+		errors.New("this server has no database to check tokens against"))
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/eventstore/natstest"
 	"github.com/tally-ledger/tally/gateway"
+	"github.com/tally-ledger/tally/gateway/tokens"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 	"github.com/tally-ledger/tally/storage/pgtest"
@@ -24,28 +25,37 @@ import (
 const samplePath = "../testdata/focus/FOCUS-1.0/focus_sample.csv"
 
 // env is a gateway served over h2c and HTTP/1.1 on a loopback port, on a
-// real JetStream and a fresh PostgreSQL database.
+// real JetStream and a fresh PostgreSQL database. Its clients carry token,
+// an admin token for every tenant.
 type env struct {
 	store *eventstore.Store
 	pool  *pgxpool.Pool
 	url   string // http://127.0.0.1:port
 	addr  string // 127.0.0.1:port
-	// h2c is an HTTP client speaking HTTP/2 without TLS, as gRPC needs.
+	token string
+	// h2c is an HTTP client speaking HTTP/2 without TLS, as gRPC needs;
+	// http1 speaks HTTP/1.1. Both send token.
 	h2c     *http.Client
+	http1   *http.Client
 	connect tallyv1connect.IngestServiceClient
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := natstest.Run(t)
-	store := srv.Store()
 	pool, _ := pgtest.NewDB(t)
-	gw := gateway.New(gateway.Config{
-		Store: store, Pool: pool, TempDir: t.TempDir(),
+	return serveGateway(t, gateway.Config{
+		Store: srv.Store(), Pool: pool, TempDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
+}
+
+// serveGateway serves a gateway over cfg on a loopback port, makes an admin
+// token in cfg.Pool, and returns clients that send it.
+func serveGateway(t *testing.T, cfg gateway.Config) *env {
+	t.Helper()
 	mux := http.NewServeMux()
-	gw.Mount(mux)
+	gateway.New(cfg).Mount(mux)
 	ts := httptest.NewUnstartedServer(mux)
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -54,15 +64,61 @@ func newEnv(t *testing.T) *env {
 	ts.Start()
 	t.Cleanup(ts.Close)
 
-	var cp http.Protocols
-	cp.SetUnencryptedHTTP2(true)
-	h2c := &http.Client{Transport: &http.Transport{Protocols: &cp}}
-	t.Cleanup(h2c.CloseIdleConnections)
+	token := newToken(t, cfg.Pool, tokens.Spec{Name: "test-admin", Role: tokens.RoleAdmin})
+	h2c, http1 := h2cClient(t, token), http1Client(t, token)
 	return &env{
-		store: store, pool: pool, url: ts.URL, addr: strings.TrimPrefix(ts.URL, "http://"), h2c: h2c,
-		connect: tallyv1connect.NewIngestServiceClient(h2c, ts.URL),
+		store: cfg.Store, pool: cfg.Pool, url: ts.URL, addr: strings.TrimPrefix(ts.URL, "http://"), token: token,
+		h2c: h2c, http1: http1, connect: tallyv1connect.NewIngestServiceClient(h2c, ts.URL),
 	}
 }
+
+// newToken makes a token in pool and returns its secret.
+func newToken(t *testing.T, pool *pgxpool.Pool, spec tokens.Spec) string {
+	t.Helper()
+	_, secret, err := tokens.NewStore(pool).Create(t.Context(), spec)
+	require.NoError(t, err)
+	return secret
+}
+
+// h2cClient speaks HTTP/2 without TLS and sends token ("" sends none).
+func h2cClient(t *testing.T, token string) *http.Client {
+	var cp http.Protocols
+	cp.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &cp}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: bearer{token: token, next: tr}}
+}
+
+// http1Client speaks HTTP/1.1 and sends token.
+func http1Client(t *testing.T, token string) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: bearer{token: token, next: tr}}
+}
+
+// bearer adds "Authorization: Bearer token" to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token == "" {
+		return b.next.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// grpcBearer is gRPC call credentials sending a token over plain-text h2c.
+type grpcBearer string
+
+func (b grpcBearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (grpcBearer) RequireTransportSecurity() bool { return false }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

@@ -30,9 +30,9 @@ const (
 // LedgerServer serves tally.v1.LedgerService: cost and totals from the
 // ledger read model, through its query functions.
 //
-// Tenant scoping: every query is limited to the request's tenant_id. Until
-// tokens exist, nothing checks that the caller may read that tenant; with
-// auth, the tenant must also be one the token is scoped to.
+// Tenant scoping: every query is limited to the request's tenant_id, which
+// the auth interceptor has checked against the token's tenant before the
+// handler runs.
 type LedgerServer struct {
 	store   *eventstore.Store
 	log     *slog.Logger

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -55,26 +52,12 @@ func newLedgerEnv(t *testing.T, wake bool) *ledgerEnv {
 	if wake {
 		cfg.Runner = runner
 	}
-	mux := http.NewServeMux()
-	gateway.New(cfg).Mount(mux)
-	ts := httptest.NewUnstartedServer(mux)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	ts.Config.Protocols = &p
-	ts.Start()
-	t.Cleanup(ts.Close)
-
-	var cp http.Protocols
-	cp.SetUnencryptedHTTP2(true)
-	h2c := &http.Client{Transport: &http.Transport{Protocols: &cp}}
-	t.Cleanup(h2c.CloseIdleConnections)
+	e := serveGateway(t, cfg)
 	return &ledgerEnv{
-		env: &env{store: store, pool: pool, url: ts.URL, addr: strings.TrimPrefix(ts.URL, "http://"), h2c: h2c,
-			connect: tallyv1connect.NewIngestServiceClient(h2c, ts.URL)},
+		env:       e,
 		runner:    runner,
-		ledger:    tallyv1connect.NewLedgerServiceClient(h2c, ts.URL),
-		ledgerGET: tallyv1connect.NewLedgerServiceClient(http.DefaultClient, ts.URL, connect.WithHTTPGet()),
+		ledger:    tallyv1connect.NewLedgerServiceClient(e.h2c, e.url),
+		ledgerGET: tallyv1connect.NewLedgerServiceClient(e.http1, e.url, connect.WithHTTPGet()),
 	}
 }
 

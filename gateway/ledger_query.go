@@ -96,8 +96,8 @@ type filterRequest interface {
 }
 
 // ledgerFilter validates the selection of a request, naming the field that
-// is wrong. The tenant is the request's own: until tokens exist, nothing
-// checks that the caller may read it.
+// is wrong. The tenant is the request's own, which the auth interceptor
+// has matched against the token's.
 func ledgerFilter(m filterRequest) (ledger.Filter, error) {
 	f := ledger.Filter{Tenant: m.GetTenantId()}
 	if err := checkTenant("tenant_id", f.Tenant); err != nil {

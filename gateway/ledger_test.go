@@ -16,9 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -97,9 +95,7 @@ func TestGetCostSampleByProvider(t *testing.T) {
 	}
 
 	// The same through grpc-go.
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := grpcConn(t, e.env)
 	var got tallyv1.GetCostResponse
 	require.NoError(t, conn.Invoke(ctxT(t), "/tally.v1.LedgerService/GetCost", byProviderRequest("acme", seq), &got))
 	require.True(t, proto.Equal(resp.Msg, &got), "grpc-go and Connect answer the same")
@@ -132,7 +128,7 @@ func TestGetTotalsHTTPGet(t *testing.T) {
 	seq := e.uploadSample(t, "acme", true)
 
 	msg := `{"tenantId":"acme","from":"2024-09-01T00:00:00Z","to":"2024-11-01T00:00:00Z","minSeq":"` + strconv.FormatUint(seq, 10) + `"}`
-	res, err := http.Get(e.url + "/tally.v1.LedgerService/GetTotals?encoding=json&message=" + url.QueryEscape(msg))
+	res, err := e.http1.Get(e.url + "/tally.v1.LedgerService/GetTotals?encoding=json&message=" + url.QueryEscape(msg))
 	require.NoError(t, err)
 	body, err := io.ReadAll(res.Body)
 	res.Body.Close()
@@ -161,7 +157,7 @@ func TestGetTotalsHTTPGet(t *testing.T) {
 	require.Equal(t, total, resp.Msg.GetTotals()[0].GetTotal().GetBilled())
 
 	// A refused GET is a Connect error in JSON, naming the field.
-	res, err = http.Get(e.url + "/tally.v1.LedgerService/GetTotals?encoding=json&message=" + url.QueryEscape(`{"tenantId":"acme"}`))
+	res, err = e.http1.Get(e.url + "/tally.v1.LedgerService/GetTotals?encoding=json&message=" + url.QueryEscape(`{"tenantId":"acme"}`))
 	require.NoError(t, err)
 	body, _ = io.ReadAll(res.Body)
 	res.Body.Close()
@@ -292,11 +288,9 @@ func TestLedgerBadInput(t *testing.T) {
 	}
 
 	// GetTotals validates the same way, and gRPC clients get the same code.
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := grpcConn(t, e.env)
 	var out tallyv1.GetTotalsResponse
-	err = conn.Invoke(ctxT(t), "/tally.v1.LedgerService/GetTotals", &tallyv1.GetTotalsRequest{TenantId: "acme", From: ts("2026-10-01T00:00:00Z"), To: ts("2026-11-01T00:00:00Z"),
+	err := conn.Invoke(ctxT(t), "/tally.v1.LedgerService/GetTotals", &tallyv1.GetTotalsRequest{TenantId: "acme", From: ts("2026-10-01T00:00:00Z"), To: ts("2026-11-01T00:00:00Z"),
 		Dimensions: []*tallyv1.DimensionFilter{{Dimension: "region", Values: []string{"us-east-1"}}, {Dimension: "region_id", Values: []string{"eu-west-1"}}}}, &out)
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 	require.Contains(t, status.Convert(err).Message(), "dimensions[1].dimension")
@@ -326,7 +320,7 @@ func TestGetCostMinSeqDeadline(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Connect-Timeout-Ms", "300")
 	began := time.Now()
-	res, err := http.DefaultClient.Do(req)
+	res, err := e.http1.Do(req)
 	require.NoError(t, err)
 	out, _ := io.ReadAll(res.Body)
 	res.Body.Close()

@@ -63,7 +63,7 @@ func (s *IngestServer) push(ctx context.Context, c call, key string, body proto.
 		EventId:        eventstore.DeterministicID(c.tenant, key),
 		TenantId:       c.tenant,
 		OccurredAt:     occurred,
-		Actor:          apiActor,
+		Actor:          requestActor(ctx),
 		Source:         &tallyv1.Source{Adapter: "api", BatchId: id},
 		CorrelationId:  id,
 		IdempotencyKey: key,

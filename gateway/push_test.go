@@ -21,7 +21,8 @@ import (
 
 func grpcConn(t *testing.T, e *env) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(grpcBearer(e.token)))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	return conn
@@ -112,7 +113,7 @@ func TestHTTPJSON(t *testing.T) {
 		req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, e.url+"/tally.v1.IngestService/RecordInvoice", bytes.NewBufferString(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := e.http1.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)

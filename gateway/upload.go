@@ -64,7 +64,7 @@ func (s *IngestServer) UploadFocusFile(ctx context.Context, stream *connect.Clie
 	defer r.Close()
 	log.InfoContext(ctx, "ingesting uploaded file", slog.Int64("bytes", size))
 	sum, err := ingest.Ingest(ctx, s.store, s.cfg.Pool, c.tenant, r, ingest.Options{
-		Final: h.GetFinal(), Partial: h.GetPartial(), Actor: apiActor, Logger: log,
+		Final: h.GetFinal(), Partial: h.GetPartial(), Actor: requestActor(ctx), Logger: log,
 	})
 	resp := summaryProto(sum, size)
 	if err != nil {

@@ -29,6 +29,7 @@ type costsOptions struct {
 	filters     []string
 	granularity string
 	output      string
+	auth        clientAuth
 }
 
 func newCostsCmd(c *cli) *cobra.Command {
@@ -63,6 +64,7 @@ Example:
 	fs.StringVar(&o.granularity, "granularity", o.granularity, "`period` of each row: day, month or range (the whole range)")
 	fs.StringVarP(&o.output, "output", "o", o.output, "output `format`: table or json")
 	fs.StringVar(&o.server, "server", o.server, "`url` of the Tally server")
+	o.auth.flags(c, cmd)
 	declareEnv(fs)
 	return cmd
 }
@@ -140,8 +142,12 @@ func runCosts(ctx context.Context, c *cli, o costsOptions) error {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return fmt.Errorf("--server %q: want http://host:port or https://host:port", o.server)
 	}
+	token, err := o.auth.resolve()
+	if err != nil {
+		return err
+	}
 	// GET: the query has no side effects, so caches and proxies may serve it.
-	client := tallyv1connect.NewLedgerServiceClient(httpClient(base), strings.TrimRight(o.server, "/"), connect.WithHTTPGet())
+	client := tallyv1connect.NewLedgerServiceClient(httpClient(base, token), strings.TrimRight(o.server, "/"), connect.WithHTTPGet())
 	resp, err := client.GetCost(ctx, connect.NewRequest(req))
 	if err != nil {
 		return describeQueryError(o.server, err)
@@ -165,6 +171,8 @@ func describeQueryError(server string, err error) error {
 	switch ce.Code() {
 	case connect.CodeInvalidArgument:
 		return fmt.Errorf("refused: %s", ce.Message())
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied:
+		return describeAuthError(ce)
 	case connect.CodeUnavailable:
 		return fmt.Errorf("cannot reach Tally at %s (is `tally serve` running? set --server or TALLY_SERVER): %w", server, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tally-ledger/tally/eventstore/natstest"
 	"github.com/tally-ledger/tally/gateway"
+	"github.com/tally-ledger/tally/gateway/tokens"
 	"github.com/tally-ledger/tally/projections"
 	"github.com/tally-ledger/tally/projections/ledger"
 	"github.com/tally-ledger/tally/storage/pgtest"
@@ -20,8 +21,8 @@ import (
 
 // projectedGatewayURL serves a gateway beside a runner folding the ledger,
 // and returns a function that waits until the ledger has caught up with
-// the log.
-func projectedGatewayURL(t *testing.T) (string, func()) {
+// the log, and an environment holding an admin token (TALLY_TOKEN).
+func projectedGatewayURL(t *testing.T) (string, map[string]string, func()) {
 	t.Helper()
 	srv := natstest.Run(t)
 	pool, _ := pgtest.NewDB(t)
@@ -43,7 +44,8 @@ func projectedGatewayURL(t *testing.T) (string, func()) {
 	ts.Config.Protocols = &p
 	ts.Start()
 	t.Cleanup(ts.Close)
-	return ts.URL, func() {
+	env := map[string]string{"TALLY_TOKEN": newToken(t, pool, tokens.Spec{Name: "cli-test", Role: tokens.RoleAdmin})}
+	return ts.URL, env, func() {
 		seq, err := srv.Store().LastSeq(t.Context())
 		require.NoError(t, err)
 		require.NoError(t, runner.WaitFor(t.Context(), ledger.Name, seq))
@@ -51,13 +53,13 @@ func projectedGatewayURL(t *testing.T) (string, func()) {
 }
 
 func TestCostsCommand(t *testing.T) {
-	url, caughtUp := projectedGatewayURL(t)
-	_, _, _, err := execute(t, nil, "ingest", samplePath, "--tenant", "acme", "--server", url)
+	url, env, caughtUp := projectedGatewayURL(t)
+	_, _, _, err := execute(t, env, "ingest", samplePath, "--tenant", "acme", "--server", url)
 	require.NoError(t, err)
 	caughtUp()
 
 	// Table, grouped by provider, with a total line.
-	_, out, _, err := execute(t, map[string]string{"TALLY_SERVER": url}, "costs", "--tenant", "acme",
+	_, out, _, err := execute(t, with(env, "TALLY_SERVER", url), "costs", "--tenant", "acme",
 		"--from", "2024-09-01", "--to", "2024-11-01", "--group-by", "provider")
 	require.NoError(t, err)
 	require.Regexp(t, `PROVIDER\s+CURRENCY\s+BILLED\s+PRELIMINARY\s+FINAL\s+EFFECTIVE\s+LINES`, out)
@@ -67,7 +69,7 @@ func TestCostsCommand(t *testing.T) {
 	require.Regexp(t, `TOTAL\s+USD\s+20.52022672899\s`, out)
 
 	// JSON, by month and service, filtered to one provider.
-	_, out, _, err = execute(t, nil, "costs", "--tenant", "acme", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01",
+	_, out, _, err = execute(t, env, "costs", "--tenant", "acme", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01",
 		"--group-by", "service", "--granularity", "month", "--filter", "provider=Oracle", "--output", "json")
 	require.NoError(t, err)
 	var resp struct {
@@ -89,19 +91,19 @@ func TestCostsCommand(t *testing.T) {
 	require.Equal(t, map[string]string{"BLOCK_STORAGE": "0.00107392473", "COMPUTE": "0.536", "NETWORK": "0"}, billed)
 
 	// Another tenant sees nothing.
-	_, out, _, err = execute(t, nil, "costs", "--tenant", "globex", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01")
+	_, out, _, err = execute(t, env, "costs", "--tenant", "globex", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01")
 	require.NoError(t, err)
 	require.Contains(t, out, "no cost in this range")
 
 	// Refusals name the field (server side) or the flag (client side).
-	_, _, _, err = execute(t, nil, "costs", "--tenant", "acme", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01", "--group-by", "colour")
+	_, _, _, err = execute(t, env, "costs", "--tenant", "acme", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01", "--group-by", "colour")
 	require.ErrorContains(t, err, `refused: group_by[0] "colour" is not a dimension`)
-	_, _, _, err = execute(t, nil, "costs", "--tenant", "acme", "--server", url, "--from", "2024-11-01", "--to", "2024-09-01")
+	_, _, _, err = execute(t, env, "costs", "--tenant", "acme", "--server", url, "--from", "2024-11-01", "--to", "2024-09-01")
 	require.ErrorContains(t, err, "refused: to (2024-09-01T00:00:00Z) must be after from")
-	_, _, _, err = execute(t, nil, "costs", "--tenant", "acme", "--server", url, "--from", "Sept", "--to", "2024-11-01")
+	_, _, _, err = execute(t, env, "costs", "--tenant", "acme", "--server", url, "--from", "Sept", "--to", "2024-11-01")
 	require.ErrorContains(t, err, `--from "Sept"`)
-	_, _, _, err = execute(t, nil, "costs", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01")
+	_, _, _, err = execute(t, env, "costs", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01")
 	require.ErrorContains(t, err, "--tenant is required")
-	_, _, _, err = execute(t, nil, "costs", "--tenant", "acme", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01", "--granularity", "week")
+	_, _, _, err = execute(t, env, "costs", "--tenant", "acme", "--server", url, "--from", "2024-09-01", "--to", "2024-11-01", "--granularity", "week")
 	require.ErrorContains(t, err, `--granularity "week"`)
 }

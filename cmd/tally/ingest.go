@@ -33,6 +33,7 @@ type ingestOptions struct {
 	final    bool
 	partial  bool
 	interval time.Duration // progress line period when stderr is not a terminal
+	auth     clientAuth
 }
 
 func newIngestCmd(c *cli) *cobra.Command {
@@ -60,6 +61,7 @@ Exits non-zero when the file is refused, printing the reasons.`,
 	fs.BoolVar(&o.final, "final", false, "the provider will not revise these bills any more: finalize them")
 	fs.BoolVar(&o.partial, "partial", false, "append the good rows of a file with bad rows, and list the bad ones")
 	fs.StringVar(&o.server, "server", o.server, "`url` of the Tally server")
+	o.auth.flags(c, cmd)
 	declareEnv(fs)
 	return cmd
 }
@@ -71,6 +73,10 @@ func runIngest(ctx context.Context, c *cli, o ingestOptions, path string) error 
 	base, err := url.Parse(o.server)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return fmt.Errorf("--server %q: want http://host:port or https://host:port", o.server)
+	}
+	token, err := o.auth.resolve()
+	if err != nil {
+		return err
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -84,7 +90,7 @@ func runIngest(ctx context.Context, c *cli, o ingestOptions, path string) error 
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", path)
 	}
-	client := tallyv1connect.NewIngestServiceClient(httpClient(base), strings.TrimRight(o.server, "/"))
+	client := tallyv1connect.NewIngestServiceClient(httpClient(base, token), strings.TrimRight(o.server, "/"))
 
 	prog := newProgress(c.stderr, st.Size(), o.interval)
 	stop := prog.start()
@@ -100,14 +106,26 @@ func runIngest(ctx context.Context, c *cli, o ingestOptions, path string) error 
 
 // httpClient speaks HTTP/2 without TLS to http:// servers (client streaming
 // over gRPC and Connect needs HTTP/2 end to end), and the usual TLS with
-// ALPN to https:// ones.
-func httpClient(u *url.URL) *http.Client {
-	if u.Scheme == "https" {
-		return http.DefaultClient
+// ALPN to https:// ones. Every request carries token.
+func httpClient(u *url.URL, token string) *http.Client {
+	var tr http.RoundTripper = http.DefaultTransport
+	if u.Scheme != "https" {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		tr = &http.Transport{Protocols: &p, Proxy: http.ProxyFromEnvironment}
 	}
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &p, Proxy: http.ProxyFromEnvironment}}
+	return &http.Client{Transport: bearerTransport{token: token, next: tr}}
+}
+
+// describeAuthError explains a refusal for who the caller is, or returns nil.
+func describeAuthError(ce *connect.Error) error {
+	switch ce.Code() {
+	case connect.CodeUnauthenticated:
+		return fmt.Errorf("the token was not accepted (--token, TALLY_TOKEN or <data-dir>/admin.token): %s", ce.Message())
+	case connect.CodePermissionDenied:
+		return fmt.Errorf("not allowed: %s", ce.Message())
+	}
+	return nil
 }
 
 // upload sends the header, then the file in chunks, counting bytes sent.
@@ -167,6 +185,8 @@ func describeUploadError(w io.Writer, server string, err error) error {
 			}
 		}
 		return errors.New("the file was refused; nothing was appended")
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied:
+		return describeAuthError(ce)
 	case connect.CodeUnavailable:
 		return fmt.Errorf("cannot reach Tally at %s (is `tally serve` running? set --server or TALLY_SERVER): %w", server, err)
 	}

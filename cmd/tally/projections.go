@@ -181,6 +181,35 @@ half-built copy is thrown away by the next rebuild. Needs the log: --nats-url.`,
 	return cmd
 }
 
+// openDatabase finds PostgreSQL as tally serve does (databaseURL, else the
+// local server, else the private cluster in dataDir/postgres) and opens a
+// pool on the database serve uses; closeDB closes the pool and stops a
+// private cluster it started.
+func openDatabase(ctx context.Context, log *slog.Logger, dataDir, databaseURL string) (_ *pgxpool.Pool, closeDB func(), err error) {
+	url, stop, err := storage.Resolve(ctx, storage.Config{URL: databaseURL, DataDir: dataDir, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("find PostgreSQL: %w", err)
+	}
+	stopCluster := func() {
+		if err := stop(); err != nil {
+			log.Warn("stop private PostgreSQL", "err", err)
+		}
+	}
+	if databaseURL == "" {
+		// Where serve found the server itself, it keeps to a database of its own.
+		if url, err = storage.EnsureDatabase(ctx, url, app.DatabaseName(dataDir)); err != nil {
+			stopCluster()
+			return nil, nil, err
+		}
+	}
+	pool, err := storage.Open(ctx, url)
+	if err != nil {
+		stopCluster()
+		return nil, nil, err
+	}
+	return pool, func() { pool.Close(); stopCluster() }, nil
+}
+
 // projEnv is what a projection command opened.
 type projEnv struct {
 	runner  *projections.Runner
@@ -204,25 +233,11 @@ func (o *projOpts) open(ctx context.Context, log *slog.Logger, migrate bool) (_ 
 			env.close()
 		}
 	}()
-	url, stop, err := storage.Resolve(ctx, storage.Config{URL: o.databaseURL, DataDir: o.dataDir, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("find PostgreSQL: %w", err)
-	}
-	env.closers = append(env.closers, func() {
-		if err := stop(); err != nil {
-			log.Warn("stop private PostgreSQL", "err", err)
-		}
-	})
-	if o.databaseURL == "" {
-		// Where serve found the server itself, it keeps to a database of its own.
-		if url, err = storage.EnsureDatabase(ctx, url, app.DatabaseName(o.dataDir)); err != nil {
-			return nil, err
-		}
-	}
-	if env.pool, err = storage.Open(ctx, url); err != nil {
+	var closeDB func()
+	if env.pool, closeDB, err = openDatabase(ctx, log, o.dataDir, o.databaseURL); err != nil {
 		return nil, err
 	}
-	env.closers = append(env.closers, env.pool.Close)
+	env.closers = append(env.closers, closeDB)
 	if migrate {
 		if err := migrations.Up(ctx, env.pool); err != nil {
 			return nil, fmt.Errorf("migrate PostgreSQL: %w", err)

@@ -23,6 +23,11 @@ PostgreSQL on 127.0.0.1:5432 or, where none answers, starts a private cluster in
 <data-dir>/postgres. It applies pending migrations, then serves GET /healthz and
 GET /metrics on --addr.
 
+Every API call needs a bearer token (tally tokens). When the database holds no
+valid admin token (the first start), serve makes one for every tenant and writes
+it to <data-dir>/admin.token, readable by its owner only; the CLI on this
+machine (ingest, costs) uses it when given no --token.
+
 Every flag can also be set from the variables named beside it; a flag on the
 command line wins.`,
 		Args: cobra.NoArgs,

@@ -49,9 +49,20 @@ func TestServeKeepsEventsAcrossRestart(t *testing.T) {
 		head = res.Head
 	}
 	require.Equal(t, uint64(100), head.Seq)
+	// The first start wrote an admin token, for its owner's eyes only.
+	tokenPath := filepath.Join(dataDir, "admin.token")
+	fi, err := os.Stat(tokenPath)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	adminToken, err := os.ReadFile(tokenPath)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(adminToken), "tly_"))
 	first.stop(t)
 
 	second := startServe(t, bin, dataDir, dbURL)
+	again, err := os.ReadFile(tokenPath)
+	require.NoError(t, err)
+	require.Equal(t, string(adminToken), string(again), "a restart reuses the admin token")
 	st = openStore(t, second.natsURL)
 	var keys []string
 	require.NoError(t, st.Read(ctx, eventstore.ReadFilter{}, func(ev eventstore.Event) error {
