@@ -40,13 +40,13 @@ cat <<MSG
 
 Tally is running at $TALLY_SERVER (data in $TALLY_DATA_DIR), ready in $(( $(date +%s) - start )) s.
   health:  $TALLY_SERVER/healthz     metrics: $TALLY_SERVER/metrics
-  admin token (when auth is on): $TALLY_DATA_DIR/admin.token
+  admin token: $TALLY_DATA_DIR/admin.token (the CLI on this machine uses it by default)
 
 Try, in another terminal (export TALLY_DATA_DIR=$TALLY_DATA_DIR TALLY_SERVER=$TALLY_SERVER first):
   $bin costs --tenant $TENANT --from $MONTH-01 --to $next --group-by provider,service
   $bin costs --tenant $TENANT --from 2024-09-01 --to 2024-10-01 --group-by provider
-  curl -s '$TALLY_SERVER/tally.v1.LedgerService/GetTotals?encoding=json&message=%7B%22tenantId%22%3A%22$TENANT%22%2C%22from%22%3A%222024-09-01T00%3A00%3A00Z%22%2C%22to%22%3A%222024-10-01T00%3A00%3A00Z%22%7D'
-  go tool buf curl --protocol grpc --http2-prior-knowledge --data '{"tenantId":"$TENANT","from":"$MONTH-01T00:00:00Z","to":"${next}T00:00:00Z"}' $TALLY_SERVER/tally.v1.LedgerService/GetTotals
+  curl -s -H "Authorization: Bearer \$(cat $TALLY_DATA_DIR/admin.token)" '$TALLY_SERVER/tally.v1.LedgerService/GetTotals?encoding=json&message=%7B%22tenantId%22%3A%22$TENANT%22%2C%22from%22%3A%222024-09-01T00%3A00%3A00Z%22%2C%22to%22%3A%222024-10-01T00%3A00%3A00Z%22%7D'
+  go tool buf curl --protocol grpc --http2-prior-knowledge -H "Authorization: Bearer \$(cat $TALLY_DATA_DIR/admin.token)" --data '{"tenantId":"$TENANT","from":"$MONTH-01T00:00:00Z","to":"${next}T00:00:00Z"}' $TALLY_SERVER/tally.v1.LedgerService/GetTotals
 
 Ctrl-C stops Tally cleanly.
 MSG
