@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tally-ledger/tally/money"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 )
 
@@ -80,7 +81,7 @@ func (c *copyText) decimal(s string, nullable bool) error {
 		}
 		return nil
 	}
-	if !isDecimal(s) {
+	if !money.Syntax(s) {
 		return fmt.Errorf("amount %q is not a decimal", s)
 	}
 	c.WriteString(s)
@@ -91,41 +92,7 @@ func (c *copyText) decimal(s string, nullable bool) error {
 // end closes a row.
 func (c *copyText) end() { c.Bytes()[c.Len()-1] = '\n' }
 
-// isDecimal: [+-]digits[.digits][e[+-]digits], at least one digit before the exponent. Both
-// PostgreSQL's numeric input and pgtype.Numeric (the slow path) read these the same way.
-func isDecimal(s string) bool {
-	i := 0
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		i++
-	}
-	digits := 0
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		digits++
-	}
-	if i < len(s) && s[i] == '.' {
-		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-			digits++
-		}
-	}
-	if digits == 0 {
-		return false
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		j := i
-		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		}
-		if i == j || i-j > 4 {
-			return false
-		}
-	}
-	return i == len(s)
-}
-
-// parseDecimal reads a decimal isDecimal accepted ("" is 0) as unscaled * 10^exp.
+// parseDecimal reads a decimal money.Syntax accepted ("" is 0) as unscaled * 10^exp.
 func parseDecimal(s string, unscaled *big.Int) (exp int32, err error) {
 	if s == "" {
 		unscaled.SetInt64(0)
