@@ -58,6 +58,8 @@ var procedurePermissions = map[string]permission{
 	tallyv1connect.IngestServiceSetBudgetProcedure:            permIngest,
 	tallyv1connect.LedgerServiceGetCostProcedure:              permLedgerRead,
 	tallyv1connect.LedgerServiceGetTotalsProcedure:            permLedgerRead,
+	tallyv1connect.AuditServiceReplayEventsProcedure:          permAuditRead,
+	tallyv1connect.AuditServiceVerifyChainProcedure:           permAuditRead,
 }
 
 func may(r tokens.Role, p permission) bool {

@@ -43,13 +43,18 @@
 //	IngestService/SetBudget              -       yes       -        -         yes
 //	LedgerService/GetCost                yes     -         yes      -         yes
 //	LedgerService/GetTotals              yes     -         yes      -         yes
+//	AuditService/ReplayEvents            -       -         yes      -         yes
+//	AuditService/VerifyChain             -       -         yes      -         yes
 //
 // In words: viewers read the ledger; ingesters push events and upload files;
-// auditors read the ledger and, once served, the audit log (replay, verify,
-// change log); operators run projection admin (status, rebuild) across
-// tenants and read no tenant's cost; admins may do everything, including
-// managing tokens. Procedures to come take their permission from
-// procedurePermissions in auth.go; one missing there is refused to everyone.
+// auditors read the ledger and the log itself (AuditService: replay, verify;
+// the change log to come); operators run projection admin (status, rebuild)
+// across tenants and read no tenant's cost or events; admins may do
+// everything, including managing tokens. The system tenant "_system"
+// (rejected requests) can be replayed and verified only with a token for
+// every tenant, since no token is scoped to it. Procedures to come take their
+// permission from procedurePermissions in auth.go; one missing there is
+// refused to everyone.
 //
 // It depends on eventstore and services/*; it never writes a read model's
 // SQL (it calls that package's query functions) and never imports app or

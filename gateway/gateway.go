@@ -55,6 +55,7 @@ type Gateway struct {
 	log    *slog.Logger
 	ingest *IngestServer
 	ledger *LedgerServer
+	audit  *AuditServer
 }
 
 // New builds the gateway's services over cfg.
@@ -69,13 +70,15 @@ func New(cfg Config) *Gateway {
 			cfg.Auth = tokens.NewStore(cfg.Pool)
 		}
 	}
-	return &Gateway{cfg: cfg, log: cfg.Logger, ingest: NewIngestServer(cfg), ledger: NewLedgerServer(cfg)}
+	return &Gateway{cfg: cfg, log: cfg.Logger, ingest: NewIngestServer(cfg), ledger: NewLedgerServer(cfg),
+		audit: NewAuditServer(cfg)}
 }
 
 // services served, for reflection and health.
 var services = []string{
 	tallyv1connect.IngestServiceName,
 	tallyv1connect.LedgerServiceName,
+	tallyv1connect.AuditServiceName,
 }
 
 // Mount registers every service, gRPC health (grpc.health.v1) and gRPC
@@ -91,6 +94,7 @@ func (g *Gateway) Mount(mux *http.ServeMux) {
 
 	handle(tallyv1connect.NewIngestServiceHandler(g.ingest, authed...))
 	handle(tallyv1connect.NewLedgerServiceHandler(g.ledger, authed...))
+	handle(tallyv1connect.NewAuditServiceHandler(g.audit, authed...))
 	handle(grpchealth.NewHandler(&healthChecker{store: g.cfg.Store, pool: g.cfg.Pool}, opts...))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, services...)...)
 	handle(grpcreflect.NewHandlerV1(reflector, opts...))

@@ -92,6 +92,7 @@ command line wins over the environment; an empty variable counts as unset.`,
 	root.AddCommand(newServeCmd(c), newVersionCmd(c), newIngestCmd(c))
 	root.AddCommand(newProjectionsCmd(c))
 	root.AddCommand(newCostsCmd(c))
+	root.AddCommand(newAuditCmd(c))
 	root.AddCommand(newTokensCmd(c))
 	root.AddCommand(newGenerateCmd(c))
 	return root
