@@ -10,7 +10,7 @@ BENCH_EVENTS ?= 1000000
 BENCH_ROWS ?= 1000000
 BENCH_OUT ?= $(CURDIR)/bench-results
 
-.PHONY: all build run test test-short deps check-generated proto lint bench bench-go clean
+.PHONY: all build run test test-short deps check-generated proto lint bench bench-go fuzz clean
 
 all: build
 
@@ -56,6 +56,10 @@ bench:
 ## bench-go: the Go benchmarks, for benchstat (go tool benchstat old.txt new.txt).
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee "$(BENCH_OUT)/go-bench.txt"
+
+## fuzz: every fuzz target for FUZZTIME each (default 30s); plain `make test` replays their corpora.
+fuzz:
+	bash scripts/fuzz.sh
 
 clean:
 	rm -rf bin
