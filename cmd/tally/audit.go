@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -47,15 +46,11 @@ func (a *auditClient) client() (tallyv1connect.AuditServiceClient, error) {
 	if a.tenant == "" {
 		return nil, errors.New("--tenant is required (or TALLY_TENANT)")
 	}
-	base, err := url.Parse(a.server)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("--server %q: want http://host:port or https://host:port", a.server)
-	}
-	token, err := a.auth.resolve()
+	hc, baseURL, err := serverClient(a.server, &a.auth)
 	if err != nil {
 		return nil, err
 	}
-	return tallyv1connect.NewAuditServiceClient(httpClient(base, token), strings.TrimRight(a.server, "/")), nil
+	return tallyv1connect.NewAuditServiceClient(hc, baseURL), nil
 }
 
 type replayOptions struct {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -138,16 +137,12 @@ func runCosts(ctx context.Context, c *cli, o costsOptions) error {
 	if err != nil {
 		return err
 	}
-	base, err := url.Parse(o.server)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fmt.Errorf("--server %q: want http://host:port or https://host:port", o.server)
-	}
-	token, err := o.auth.resolve()
+	hc, baseURL, err := serverClient(o.server, &o.auth)
 	if err != nil {
 		return err
 	}
 	// GET: the query has no side effects, so caches and proxies may serve it.
-	client := tallyv1connect.NewLedgerServiceClient(httpClient(base, token), strings.TrimRight(o.server, "/"), connect.WithHTTPGet())
+	client := tallyv1connect.NewLedgerServiceClient(hc, baseURL, connect.WithHTTPGet())
 	resp, err := client.GetCost(ctx, connect.NewRequest(req))
 	if err != nil {
 		return describeQueryError(o.server, err)

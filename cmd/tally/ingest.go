@@ -70,11 +70,7 @@ func runIngest(ctx context.Context, c *cli, o ingestOptions, path string) error 
 	if o.tenant == "" {
 		return errors.New("--tenant is required (or TALLY_TENANT)")
 	}
-	base, err := url.Parse(o.server)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fmt.Errorf("--server %q: want http://host:port or https://host:port", o.server)
-	}
-	token, err := o.auth.resolve()
+	hc, baseURL, err := serverClient(o.server, &o.auth)
 	if err != nil {
 		return err
 	}
@@ -90,7 +86,7 @@ func runIngest(ctx context.Context, c *cli, o ingestOptions, path string) error 
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", path)
 	}
-	client := tallyv1connect.NewIngestServiceClient(httpClient(base, token), strings.TrimRight(o.server, "/"))
+	client := tallyv1connect.NewIngestServiceClient(hc, baseURL)
 
 	prog := newProgress(c.stderr, st.Size(), o.interval)
 	stop := prog.start()
@@ -102,6 +98,20 @@ func runIngest(ctx context.Context, c *cli, o ingestOptions, path string) error 
 		return describeUploadError(c.stderr, o.server, err)
 	}
 	return printSummary(c.stdout, sum)
+}
+
+// serverClient checks --server and resolves the token: the HTTP client and
+// base URL every client command (ingest, costs, audit) talks through.
+func serverClient(server string, auth *clientAuth) (*http.Client, string, error) {
+	base, err := url.Parse(server)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, "", fmt.Errorf("--server %q: want http://host:port or https://host:port", server)
+	}
+	token, err := auth.resolve()
+	if err != nil {
+		return nil, "", err
+	}
+	return httpClient(base, token), strings.TrimRight(server, "/"), nil
 }
 
 // httpClient speaks HTTP/2 without TLS to http:// servers (client streaming
