@@ -10,6 +10,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections/ledger"
 	"github.com/tally-ledger/tally/services/focus"
 	"github.com/tally-ledger/tally/services/ingest"
 )
@@ -69,6 +70,9 @@ func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Err
 		errors.Is(err, ingest.ErrRejected),
 		errors.As(err, &fileErr):
 		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, ledger.ErrMissingRate):
+		return connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("%w: record the rate (IngestService/RecordFxRate) and ask again", err))
 	case errors.Is(err, eventstore.ErrDuplicate):
 		return connect.NewError(connect.CodeAlreadyExists,
 			fmt.Errorf("the idempotency key was already used for a different fact: %w", err))

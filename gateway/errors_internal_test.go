@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections/ledger"
 	"github.com/tally-ledger/tally/services/focus"
 	"github.com/tally-ledger/tally/services/ingest"
 )
@@ -30,6 +31,8 @@ func TestConnectError(t *testing.T) {
 		{"file rejected", fmt.Errorf("%w: 3 of 10 rows", ingest.ErrRejected), connect.CodeInvalidArgument, "3 of 10 rows"},
 		{"unreadable file", &focus.Error{File: "f.csv", Rule: focus.RuleFormat, Msg: "not CSV"}, connect.CodeInvalidArgument, "f.csv: not CSV"},
 		{"duplicate", fmt.Errorf("%w: id x", eventstore.ErrDuplicate), connect.CodeAlreadyExists, "idempotency key"},
+		{"missing FX rate", fmt.Errorf("query: %w", &ledger.MissingRateError{Tenant: "acme", From: "EUR", To: "USD", Day: "2026-01-03"}),
+			connect.CodeFailedPrecondition, "RecordFxRate"},
 		{"conflict", &eventstore.ConflictError{Tenant: "acme", Expected: 1, Actual: 2}, connect.CodeAborted, "expected head at event 1"},
 		{"unavailable", fmt.Errorf("%w: %w", eventstore.ErrUnavailable, secret), connect.CodeUnavailable, "retrying"},
 		{"canceled", fmt.Errorf("%w: %w", eventstore.ErrUnavailable, context.Canceled), connect.CodeCanceled, ""},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,6 +16,7 @@ import (
 	"github.com/tally-ledger/tally/projections/ledger"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
+	"github.com/tally-ledger/tally/services/focus"
 )
 
 const (
@@ -80,11 +82,19 @@ func (s *LedgerServer) GetTotals(ctx context.Context, req *connect.Request[tally
 	}
 	// One row per currency and finality: Cost rather than Totals, whose
 	// split covers billed cost only.
-	rows, err := s.cost(ctx, ledger.Query{Filter: f}, m.GetMinSeq())
+	to := strings.ToUpper(strings.TrimSpace(m.GetNormalizeTo()))
+	if to != "" && !focus.IsCurrency(to) {
+		return nil, fail(ctx, s.store, s.log, c, fieldErr("normalize_to", "%q is not an ISO 4217 code", m.GetNormalizeTo()))
+	}
+	rows, err := s.cost(ctx, ledger.Query{Filter: f, Normalize: to}, m.GetMinSeq())
 	if err != nil {
 		return nil, fail(ctx, s.store, s.log, c, err)
 	}
-	return connect.NewResponse(&tallyv1.GetTotalsResponse{Totals: currencyTotals(rows)}), nil
+	resp := &tallyv1.GetTotalsResponse{Totals: currencyTotals(rows)}
+	if to != "" {
+		resp.Normalized = normalizedTotal(to, rows)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // cost waits for minSeq, then asks the ledger.

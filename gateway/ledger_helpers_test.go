@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,7 @@ type costLine struct {
 	day                                int       // day of month of the charge period
 	billed                             string
 	tags                               map[string]string
+	currency                           string // "" is USD
 }
 
 func (l costLine) scope() *tallyv1.BillScope {
@@ -104,7 +106,7 @@ func (e *ledgerEnv) appendLines(t *testing.T, tenant string, lines []costLine, f
 				LineKey: fmt.Sprintf("k%03d", i), Scope: l.scope(), ServiceName: l.service, RegionId: l.region,
 				ChargeCategory:    "Usage",
 				ChargePeriodStart: timestamppb.New(start), ChargePeriodEnd: timestamppb.New(start.Add(24 * time.Hour)),
-				BilledCost: l.billed, EffectiveCost: l.billed, ListCost: l.billed, BillingCurrency: "USD", RowCount: 1, Tags: tags,
+				BilledCost: l.billed, EffectiveCost: l.billed, ListCost: l.billed, BillingCurrency: cmp.Or(l.currency, "USD"), RowCount: 1, Tags: tags,
 			}}},
 		})
 	}

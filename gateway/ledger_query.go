@@ -258,3 +258,19 @@ func (s *sums) amounts() (total, preliminary, final *tallyv1.CostAmounts) {
 	}
 	return conv(s[0]), conv(s[1]), conv(s[2])
 }
+
+// normalizedTotal sums the rows' amounts converted to currency to (the
+// ledger set Row.Normalized on every row, or failed).
+func normalizedTotal(to string, rows []ledger.Row) *tallyv1.CurrencyTotal {
+	var s sums
+	for _, r := range rows {
+		n := r
+		n.Currency = to
+		if r.Normalized != nil {
+			n.Billed, n.Effective, n.List = r.Normalized.Billed, r.Normalized.Effective, r.Normalized.List
+		}
+		s.add(n)
+	}
+	total, preliminary, final := s.amounts()
+	return &tallyv1.CurrencyTotal{Currency: to, Total: total, Preliminary: preliminary, Final: final}
+}

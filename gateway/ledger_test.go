@@ -342,3 +342,44 @@ func TestGetCostMinSeqDeadline(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, resp.Msg.GetRows(), 1)
 }
+
+// TestGetTotalsNormalized: normalize_to converts at the recorded FX rate of
+// each line's day (or the most recent before), and a missing rate fails the
+// call with FailedPrecondition instead of a silent 1.0 or a partial total.
+func TestGetTotalsNormalized(t *testing.T) {
+	e := newLedgerEnv(t, true)
+	oct := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	seq := e.appendLines(t, "acme", []costLine{
+		{provider: "AWS", account: "111", service: "EC2", month: oct, day: 1, billed: "100.00"},
+		{provider: "AWS", account: "222", service: "EC2", month: oct, day: 1, billed: "10.00", currency: "EUR"},
+		{provider: "AWS", account: "222", service: "S3", month: oct, day: 2, billed: "20.00", currency: "EUR"},
+	})
+	req := func(seq uint64) *tallyv1.GetTotalsRequest {
+		return &tallyv1.GetTotalsRequest{TenantId: "acme", From: ts("2026-10-01T00:00:00Z"), To: ts("2026-11-01T00:00:00Z"),
+			NormalizeTo: "usd", MinSeq: seq}
+	}
+	_, err := e.ledger.GetTotals(ctxT(t), connect.NewRequest(req(seq)))
+	require.Equal(t, connect.CodeFailedPrecondition, connect.CodeOf(err), "%v", err)
+	require.ErrorContains(t, err, "EUR")
+	require.ErrorContains(t, err, "2026-10-01")
+
+	_, err = e.connect.RecordFxRate(ctxT(t), connect.NewRequest(&tallyv1.RecordFxRateRequest{TenantId: "acme",
+		FxRate: &tallyv1.FxRateRecorded{FromCurrency: "EUR", ToCurrency: "USD", Rate: "1.10", Date: "2026-10-01"}}))
+	require.NoError(t, err)
+	head, err := e.store.LastSeq(ctxT(t))
+	require.NoError(t, err)
+	resp, err := e.ledger.GetTotals(ctxT(t), connect.NewRequest(req(head)))
+	require.NoError(t, err)
+	// 100.00 USD + (10.00 + 20.00) EUR x 1.10 (Oct 2 has no rate: Oct 1's) = 133.00 USD.
+	n := resp.Msg.GetNormalized()
+	require.Equal(t, "USD", n.GetCurrency())
+	require.Equal(t, "133", n.GetTotal().GetBilled())
+	require.Equal(t, int64(3), n.GetTotal().GetLines())
+	require.Len(t, resp.Msg.GetTotals(), 2, "the per-currency totals are still there")
+
+	bad := req(head)
+	bad.NormalizeTo = "dollars"
+	_, err = e.ledger.GetTotals(ctxT(t), connect.NewRequest(bad))
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
+	require.ErrorContains(t, err, "normalize_to")
+}

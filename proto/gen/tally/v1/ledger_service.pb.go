@@ -584,14 +584,19 @@ func (x *CostRow) GetFinal() *CostAmounts {
 
 // GetTotalsRequest selects lines as GetCostRequest does.
 type GetTotalsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
-	Dimensions    []*DimensionFilter     `protobuf:"bytes,4,rep,name=dimensions,proto3" json:"dimensions,omitempty"`
-	Tags          []*TagFilter           `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
-	Finality      Finality               `protobuf:"varint,6,opt,name=finality,proto3,enum=tally.v1.Finality" json:"finality,omitempty"`
-	MinSeq        uint64                 `protobuf:"varint,7,opt,name=min_seq,json=minSeq,proto3" json:"min_seq,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	From       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	Dimensions []*DimensionFilter     `protobuf:"bytes,4,rep,name=dimensions,proto3" json:"dimensions,omitempty"`
+	Tags       []*TagFilter           `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	Finality   Finality               `protobuf:"varint,6,opt,name=finality,proto3,enum=tally.v1.Finality" json:"finality,omitempty"`
+	MinSeq     uint64                 `protobuf:"varint,7,opt,name=min_seq,json=minSeq,proto3" json:"min_seq,omitempty"`
+	// ISO 4217 code to convert every line to, at the FX rate (an
+	// fx_rate_recorded event) of its charge day or the most recent one before.
+	// A line without a rate fails the call with FailedPrecondition naming the
+	// currency pair and the day: never a silent 1.0, never a partial total.
+	NormalizeTo   string `protobuf:"bytes,8,opt,name=normalize_to,json=normalizeTo,proto3" json:"normalize_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -675,10 +680,20 @@ func (x *GetTotalsRequest) GetMinSeq() uint64 {
 	return 0
 }
 
+func (x *GetTotalsRequest) GetNormalizeTo() string {
+	if x != nil {
+		return x.NormalizeTo
+	}
+	return ""
+}
+
 // GetTotalsResponse has one total per currency, ordered by currency.
 type GetTotalsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Totals        []*CurrencyTotal       `protobuf:"bytes,1,rep,name=totals,proto3" json:"totals,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Totals []*CurrencyTotal       `protobuf:"bytes,1,rep,name=totals,proto3" json:"totals,omitempty"`
+	// Every currency converted to normalize_to; unset when not asked.
+	// Exact: amounts are never rounded on the server.
+	Normalized    *CurrencyTotal `protobuf:"bytes,2,opt,name=normalized,proto3" json:"normalized,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -716,6 +731,13 @@ func (*GetTotalsResponse) Descriptor() ([]byte, []int) {
 func (x *GetTotalsResponse) GetTotals() []*CurrencyTotal {
 	if x != nil {
 		return x.Totals
+	}
+	return nil
+}
+
+func (x *GetTotalsResponse) GetNormalized() *CurrencyTotal {
+	if x != nil {
+		return x.Normalized
 	}
 	return nil
 }
@@ -828,7 +850,7 @@ const file_tally_v1_ledger_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12+\n" +
 	"\x05total\x18\x04 \x01(\v2\x15.tally.v1.CostAmountsR\x05total\x127\n" +
 	"\vpreliminary\x18\x05 \x01(\v2\x15.tally.v1.CostAmountsR\vpreliminary\x12+\n" +
-	"\x05final\x18\x06 \x01(\v2\x15.tally.v1.CostAmountsR\x05final\"\xb8\x02\n" +
+	"\x05final\x18\x06 \x01(\v2\x15.tally.v1.CostAmountsR\x05final\"\xdb\x02\n" +
 	"\x10GetTotalsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
@@ -838,9 +860,13 @@ const file_tally_v1_ledger_service_proto_rawDesc = "" +
 	"dimensions\x12'\n" +
 	"\x04tags\x18\x05 \x03(\v2\x13.tally.v1.TagFilterR\x04tags\x12.\n" +
 	"\bfinality\x18\x06 \x01(\x0e2\x12.tally.v1.FinalityR\bfinality\x12\x17\n" +
-	"\amin_seq\x18\a \x01(\x04R\x06minSeq\"D\n" +
+	"\amin_seq\x18\a \x01(\x04R\x06minSeq\x12!\n" +
+	"\fnormalize_to\x18\b \x01(\tR\vnormalizeTo\"}\n" +
 	"\x11GetTotalsResponse\x12/\n" +
-	"\x06totals\x18\x01 \x03(\v2\x17.tally.v1.CurrencyTotalR\x06totals\"\xbe\x01\n" +
+	"\x06totals\x18\x01 \x03(\v2\x17.tally.v1.CurrencyTotalR\x06totals\x127\n" +
+	"\n" +
+	"normalized\x18\x02 \x01(\v2\x17.tally.v1.CurrencyTotalR\n" +
+	"normalized\"\xbe\x01\n" +
 	"\rCurrencyTotal\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12+\n" +
 	"\x05total\x18\x02 \x01(\v2\x15.tally.v1.CostAmountsR\x05total\x127\n" +
@@ -906,18 +932,19 @@ var file_tally_v1_ledger_service_proto_depIdxs = []int32{
 	3,  // 14: tally.v1.GetTotalsRequest.tags:type_name -> tally.v1.TagFilter
 	1,  // 15: tally.v1.GetTotalsRequest.finality:type_name -> tally.v1.Finality
 	10, // 16: tally.v1.GetTotalsResponse.totals:type_name -> tally.v1.CurrencyTotal
-	6,  // 17: tally.v1.CurrencyTotal.total:type_name -> tally.v1.CostAmounts
-	6,  // 18: tally.v1.CurrencyTotal.preliminary:type_name -> tally.v1.CostAmounts
-	6,  // 19: tally.v1.CurrencyTotal.final:type_name -> tally.v1.CostAmounts
-	4,  // 20: tally.v1.LedgerService.GetCost:input_type -> tally.v1.GetCostRequest
-	8,  // 21: tally.v1.LedgerService.GetTotals:input_type -> tally.v1.GetTotalsRequest
-	5,  // 22: tally.v1.LedgerService.GetCost:output_type -> tally.v1.GetCostResponse
-	9,  // 23: tally.v1.LedgerService.GetTotals:output_type -> tally.v1.GetTotalsResponse
-	22, // [22:24] is the sub-list for method output_type
-	20, // [20:22] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	10, // 17: tally.v1.GetTotalsResponse.normalized:type_name -> tally.v1.CurrencyTotal
+	6,  // 18: tally.v1.CurrencyTotal.total:type_name -> tally.v1.CostAmounts
+	6,  // 19: tally.v1.CurrencyTotal.preliminary:type_name -> tally.v1.CostAmounts
+	6,  // 20: tally.v1.CurrencyTotal.final:type_name -> tally.v1.CostAmounts
+	4,  // 21: tally.v1.LedgerService.GetCost:input_type -> tally.v1.GetCostRequest
+	8,  // 22: tally.v1.LedgerService.GetTotals:input_type -> tally.v1.GetTotalsRequest
+	5,  // 23: tally.v1.LedgerService.GetCost:output_type -> tally.v1.GetCostResponse
+	9,  // 24: tally.v1.LedgerService.GetTotals:output_type -> tally.v1.GetTotalsResponse
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_tally_v1_ledger_service_proto_init() }
