@@ -7,9 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
-
-	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 )
 
 // tenantState is what the writer knows of a tenant's log: its chain head and
@@ -63,29 +60,24 @@ func (s *Store) catchUp(ctx context.Context, tenant string, ts *tenantState) err
 		if err != nil {
 			return err
 		}
-		var batch tallyv1.EventBatch
-		if err := proto.Unmarshal(msg.Data(), &batch); err != nil {
-			return fmt.Errorf("tenant %q: message %d: %w", tenant, meta.Sequence.Stream, err)
+		events, err := decodeMessage(meta.Sequence.Stream, msg.Data())
+		if err != nil {
+			return fmt.Errorf("tenant %q: %w", tenant, err)
 		}
-		for i, se := range batch.GetEvents() {
-			var env tallyv1.Envelope
-			if err := proto.Unmarshal(se.GetEnvelope(), &env); err != nil {
-				return fmt.Errorf("tenant %q: message %d event %d: %w", tenant, meta.Sequence.Stream, i, err)
-			}
-			id, err := uuid.Parse(env.GetEventId())
+		for _, ev := range events {
+			id, err := uuid.Parse(ev.Envelope.GetEventId())
 			if err != nil {
-				return fmt.Errorf("tenant %q: message %d event %d: event id: %w", tenant, meta.Sequence.Stream, i, err)
+				return fmt.Errorf("tenant %q: log message %d, event %d: event id: %w", tenant, ev.StreamSeq, ev.Index, err)
 			}
-			digest, err := contentDigest(se.GetEnvelope())
+			digest, err := contentDigest(ev.Raw)
 			if err != nil {
-				return fmt.Errorf("tenant %q: message %d event %d: %w", tenant, meta.Sequence.Stream, i, err)
+				return fmt.Errorf("tenant %q: log message %d, event %d: %w", tenant, ev.StreamSeq, ev.Index, err)
 			}
 			if _, seen := ts.ids[id]; !seen {
 				ts.ids[id] = digest
 			}
-			if env.GetTenantSeq() > ts.seq {
-				ts.seq = env.GetTenantSeq()
-				copy(ts.head[:], se.GetHash())
+			if seq := ev.Envelope.GetTenantSeq(); seq > ts.seq {
+				ts.seq, ts.head = seq, ev.Hash
 			}
 		}
 		ts.lastStreamSeq = meta.Sequence.Stream
