@@ -3,6 +3,7 @@ package ingest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"strconv"
 	"time"
 
@@ -21,15 +22,8 @@ const lineKeyPrefix = "tally.line_key.v1"
 // backfill them when they revise a bill; with tags in the key every backfill
 // would retract and re-record each line of the resource.
 func LineKey(r *focus.Row) string {
-	h := sha256.New()
-	var buf []byte
-	put := func(s string) {
-		buf = strconv.AppendInt(buf[:0], int64(len(s)), 10)
-		buf = append(buf, ':')
-		buf = append(buf, s...)
-		buf = append(buf, ',')
-		h.Write(buf)
-	}
+	k := newKeyHash()
+	put := k.put
 	put(lineKeyPrefix)
 	put(r.BillingAccountID)
 	put(r.SubAccountID)
@@ -55,19 +49,33 @@ func LineKey(r *focus.Row) string {
 	put(r.BillingCurrency)
 	put(r.AllocatedMethodID)
 	put(r.AllocatedResourceID)
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(k.h.Sum(nil))
 }
 
 // ScopeKey identifies a bill: provider, billing account and billing period.
 func ScopeKey(provider, account string, start, end time.Time) string {
-	h := sha256.New()
+	k := newKeyHash()
 	for _, s := range []string{"tally.scope.v1", provider, account, ts(start), ts(end)} {
-		h.Write(strconv.AppendInt(nil, int64(len(s)), 10))
-		h.Write([]byte{':'})
-		h.Write([]byte(s))
-		h.Write([]byte{','})
+		k.put(s)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return hex.EncodeToString(k.h.Sum(nil)[:16])
+}
+
+// keyHash hashes values as netstrings ("<byte length>:<bytes>,") so that no
+// value can run into the next: the encoding of line and scope keys.
+type keyHash struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newKeyHash() *keyHash { return &keyHash{h: sha256.New()} }
+
+func (k *keyHash) put(s string) {
+	k.buf = strconv.AppendInt(k.buf[:0], int64(len(s)), 10)
+	k.buf = append(k.buf, ':')
+	k.buf = append(k.buf, s...)
+	k.buf = append(k.buf, ',')
+	k.h.Write(k.buf)
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
