@@ -186,20 +186,13 @@ half-built copy is thrown away by the next rebuild. Needs the log: --nats-url.`,
 // pool on the database serve uses; closeDB closes the pool and stops a
 // private cluster it started.
 func openDatabase(ctx context.Context, log *slog.Logger, dataDir, databaseURL string) (_ *pgxpool.Pool, closeDB func(), err error) {
-	url, stop, err := storage.Resolve(ctx, storage.Config{URL: databaseURL, DataDir: dataDir, Logger: log})
+	url, stop, err := app.ResolveDatabase(ctx, log, dataDir, databaseURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("find PostgreSQL: %w", err)
+		return nil, nil, err
 	}
 	stopCluster := func() {
 		if err := stop(); err != nil {
 			log.Warn("stop private PostgreSQL", "err", err)
-		}
-	}
-	if databaseURL == "" {
-		// Where serve found the server itself, it keeps to a database of its own.
-		if url, err = storage.EnsureDatabase(ctx, url, app.DatabaseName(dataDir)); err != nil {
-			stopCluster()
-			return nil, nil, err
 		}
 	}
 	pool, err := storage.Open(ctx, url)
