@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tally-ledger/tally/bench"
 	"github.com/tally-ledger/tally/services/focus"
 	"github.com/tally-ledger/tally/services/focusgen"
 	"github.com/tally-ledger/tally/services/ingest"
@@ -100,7 +101,7 @@ func rssChild(t *testing.T, path string) {
 			}
 		}
 	}()
-	before := vmHWM(t)
+	before := bench.PeakRSSMiB()
 	r, err := focus.Open(path)
 	require.NoError(t, err)
 	defer r.Close()
@@ -112,22 +113,9 @@ func rssChild(t *testing.T, path string) {
 	require.Equal(t, sum.RowsRead, sum.Appended, "every generated row is a new line")
 	close(stop)
 	d := time.Since(start)
-	after := vmHWM(t)
+	after := bench.PeakRSSMiB()
 	fmt.Printf("rows %d appended %d in %s (%.0f rows/s); VmHWM before ingest %.0f MiB, after %.0f MiB; peak Go heap in use %.0f MiB\ntimings %+v\n",
 		sum.RowsRead, sum.Appended, d.Round(time.Millisecond), float64(sum.RowsRead)/d.Seconds(),
 		before, after, float64(peakHeap.Load())/(1<<20), sum.Timings)
 	fmt.Printf("peak_rss_mib %.0f %.0f\n", after, float64(peakHeap.Load())/(1<<20))
-}
-
-func vmHWM(t *testing.T) float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			require.NoError(t, err)
-			return kb / 1024
-		}
-	}
-	return 0
 }
