@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tally-ledger/tally/app"
 	"github.com/tally-ledger/tally/eventstore"
@@ -55,12 +56,9 @@ that address as --nats-url.`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.SortFlags = false
-	pf.StringVar(&o.dataDir, "data-dir", o.dataDir,
-		"tally serve's `directory`: where a private PostgreSQL cluster (postgres/) is found when no database URL is set")
+	addDatabaseFlags(pf, &o.dataDir, &o.databaseURL)
 	pf.Var(checkedString{&o.natsURL, app.CheckNATSURL}, "nats-url",
 		"NATS server or cluster as comma-separated `urls`: an external one, or tally serve's --nats-listen address")
-	pf.Var(checkedString{&o.databaseURL, app.CheckDatabaseURL}, "database-url",
-		"PostgreSQL `url`; empty uses "+storage.DefaultLocalURL+" if it answers, else the private cluster in <data-dir>/postgres; prefer the variable: flags show in ps")
 	pf.IntVar(&o.replicas, "replicas", o.replicas,
 		"replicas of the event stream, as tally serve was given: opening the stream with another number would change it")
 	pf.IntVar(&o.partitions, "partitions", 0,
@@ -179,6 +177,15 @@ half-built copy is thrown away by the next rebuild. Needs the log: --nats-url.`,
 		},
 	}
 	return cmd
+}
+
+// addDatabaseFlags declares how the commands that open PostgreSQL directly
+// (projections, tokens) find it, as tally serve does.
+func addDatabaseFlags(fs *pflag.FlagSet, dataDir, databaseURL *string) {
+	fs.StringVar(dataDir, "data-dir", *dataDir,
+		"tally serve's `directory`: where a private PostgreSQL cluster (postgres/) is found when no database URL is set")
+	fs.Var(checkedString{databaseURL, app.CheckDatabaseURL}, "database-url",
+		"PostgreSQL `url`; empty uses "+storage.DefaultLocalURL+" if it answers, else the private cluster in <data-dir>/postgres; prefer the variable: flags show in ps")
 }
 
 // openDatabase finds PostgreSQL as tally serve does (databaseURL, else the

@@ -18,7 +18,6 @@ import (
 	"github.com/tally-ledger/tally/app"
 	"github.com/tally-ledger/tally/gateway/tokens"
 	"github.com/tally-ledger/tally/migrations"
-	"github.com/tally-ledger/tally/storage"
 )
 
 // dbOpts is the part of serve's configuration that says where PostgreSQL is.
@@ -45,10 +44,7 @@ without --tenant, to every tenant.`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.SortFlags = false
-	pf.StringVar(&o.dataDir, "data-dir", o.dataDir,
-		"tally serve's `directory`: where a private PostgreSQL cluster (postgres/) is found when no database URL is set")
-	pf.Var(checkedString{&o.databaseURL, app.CheckDatabaseURL}, "database-url",
-		"PostgreSQL `url`; empty uses "+storage.DefaultLocalURL+" if it answers, else the private cluster in <data-dir>/postgres; prefer the variable: flags show in ps")
+	addDatabaseFlags(pf, &o.dataDir, &o.databaseURL)
 	declareEnv(pf)
 	cmd.AddCommand(newTokensCreateCmd(c, o), newTokensListCmd(c, o), newTokensRevokeCmd(c, o))
 	return cmd
