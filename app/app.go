@@ -19,8 +19,6 @@ import (
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/gateway"
 	"github.com/tally-ledger/tally/projections"
-	"github.com/tally-ledger/tally/projections/closepkg"
-	"github.com/tally-ledger/tally/projections/ledger"
 )
 
 // Shutdown bounds. Together they stay under Kubernetes' default 30 s grace
@@ -117,7 +115,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	a.mux.Handle("GET /healthz", a.health)
 	a.mux.Handle("GET /metrics", metricsHandler(a.reg, a.health))
 	if cfg.Roles.Has(RoleProjector) {
-		if a.runner, err = projections.NewRunner(a.pool, a.store, projections.Options{Registerer: a.reg, Logger: a.log}, ledger.New(), closepkg.New()); err != nil {
+		if a.runner, err = projections.NewRunner(a.pool, a.store, projections.Options{Registerer: a.reg, Logger: a.log}, Projections(a.log)...); err != nil {
 			return nil, fmt.Errorf("projections: %w", err)
 		}
 		// Create or migrate the read models before serving, so that the

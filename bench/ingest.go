@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/migrations"
@@ -24,6 +25,12 @@ type IngestConfig struct {
 	Rows   int
 	Dir    string // scratch space for the generated file and the log
 	Logger *slog.Logger
+	// NATSServer is the path of a nats-server binary. When set, raw publish
+	// and the ingest each run against a nats-server process of their own
+	// (the same settings as the embedded one) instead of an in-process
+	// server, so that the ingest's memory and the server's are measured
+	// apart. Default: $TALLY_BENCH_NATS_SERVER.
+	NATSServer string
 }
 
 // IngestReport is one ingest of a generated bill beside raw publish.
@@ -33,7 +40,21 @@ type IngestReport struct {
 	Ratio      float64        `json:"ingest_vs_raw_default"`
 	FileBytes  int64          `json:"file_bytes"`
 	Timings    ingest.Timings `json:"timings_ns"`
-	PeakRSSMiB float64        `json:"peak_rss_mib"`
+	// PeakRSSMiB is the bench process's peak resident set during the ingest
+	// alone (the peak is reset after raw publish): the ingest, the Go
+	// runtime and, unless the server is external, nats-server's.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// ServerPeakRSSMiB is the external nats-server process's peak resident
+	// set during the ingest; 0 with the in-process server.
+	ServerPeakRSSMiB float64 `json:"server_peak_rss_mib,omitempty"`
+	// PeakHeapMiB is the most Go heap in use in the bench process during
+	// the ingest (sampled every 100 ms), and HeapLiveMiB the most heap
+	// marked live by a GC: the rest of the heap is garbage not yet
+	// collected.
+	PeakHeapMiB float64 `json:"peak_heap_mib"`
+	HeapLiveMiB float64 `json:"peak_heap_live_mib"`
+	// ExternalServer: NATSServer was used.
+	ExternalServer bool `json:"external_server"`
 }
 
 // RunIngest generates a FOCUS 1.3 bill of cfg.Rows rows, ingests it end to
@@ -70,8 +91,18 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 		rep.FileBytes = st.Size()
 	}
 
+	if cfg.NATSServer == "" {
+		cfg.NATSServer = os.Getenv("TALLY_BENCH_NATS_SERVER")
+	}
+	rep.ExternalServer = cfg.NATSServer != ""
+
 	clean()
-	if rep.RawDefault, err = rawPublish(ctx, filepath.Join(dir, "raw"), cfg.Rows, true); err != nil {
+	if rep.ExternalServer {
+		rep.RawDefault, err = rawPublishExternal(ctx, cfg.NATSServer, filepath.Join(dir, "raw"), cfg.Rows)
+	} else {
+		rep.RawDefault, err = rawPublish(ctx, filepath.Join(dir, "raw"), cfg.Rows, true)
+	}
+	if err != nil {
 		return rep, fmt.Errorf("raw publish: %w", err)
 	}
 	cfg.Logger.Info("measured", "stage", rep.RawDefault.Name, "per_sec", int(rep.RawDefault.PerSec))
@@ -81,11 +112,23 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 		return rep, err
 	}
 	defer drop()
-	e, nc, err := startServer(ctx, filepath.Join(dir, "nats"), false)
-	if err != nil {
-		return rep, err
+	var nc *nats.Conn
+	var srv *externalServer
+	if rep.ExternalServer {
+		if srv, err = startExternal(ctx, cfg.NATSServer, filepath.Join(dir, "nats"), false); err != nil {
+			return rep, err
+		}
+		defer srv.stop()
+		if nc, err = nats.Connect(srv.url); err != nil {
+			return rep, err
+		}
+	} else {
+		var e *eventstore.Embedded
+		if e, nc, err = startServer(ctx, filepath.Join(dir, "nats"), false); err != nil {
+			return rep, err
+		}
+		defer e.Shutdown()
 	}
-	defer e.Shutdown()
 	defer nc.Close()
 	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -97,12 +140,21 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 	}
 	defer r.Close()
 	clean()
+	resetPeakRSS()
+	if srv != nil {
+		resetPeakRSSOf(srv.cmd.Process.Pid)
+	}
+	heap := watchHeap()
 	start := time.Now()
 	sum, err := ingest.Ingest(ctx, store, pool, "bench", r, ingest.Options{Logger: cfg.Logger})
+	d := time.Since(start)
+	rep.PeakHeapMiB, rep.HeapLiveMiB = heap()
 	if err != nil {
 		return rep, err
 	}
-	d := time.Since(start)
+	if srv != nil {
+		rep.ServerPeakRSSMiB = peakRSSMiBOf(srv.cmd.Process.Pid)
+	}
 	if sum.Appended != int64(cfg.Rows) {
 		return rep, fmt.Errorf("ingest appended %d events for %d rows", sum.Appended, cfg.Rows)
 	}
@@ -110,7 +162,9 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 	rep.Ratio = rep.Ingest.PerSec / rep.RawDefault.PerSec
 	rep.Timings = sum.Timings
 	rep.PeakRSSMiB = PeakRSSMiB()
-	cfg.Logger.Info("measured", "stage", rep.Ingest.Name, "per_sec", int(rep.Ingest.PerSec), "timings", fmt.Sprintf("%+v", sum.Timings))
+	cfg.Logger.Info("measured", "stage", rep.Ingest.Name, "per_sec", int(rep.Ingest.PerSec), "timings", fmt.Sprintf("%+v", sum.Timings),
+		"peak_rss_mib", int(rep.PeakRSSMiB), "server_peak_rss_mib", int(rep.ServerPeakRSSMiB),
+		"peak_heap_mib", int(rep.PeakHeapMiB), "peak_heap_live_mib", int(rep.HeapLiveMiB))
 	return rep, nil
 }
 

@@ -188,6 +188,11 @@ func rawPublish(ctx context.Context, dir string, events int, noSync bool) (Rate,
 	}
 	defer e.Shutdown()
 	defer nc.Close()
+	return rawPublishOn(ctx, nc, name, events)
+}
+
+// rawPublishOn publishes events one message each on nc's server.
+func rawPublishOn(ctx context.Context, nc *nats.Conn, name string, events int) (Rate, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(time.Minute))
 	if err != nil {
 		return Rate{}, err

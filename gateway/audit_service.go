@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections/changelog"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 )
@@ -22,9 +26,10 @@ const (
 )
 
 // AuditServer serves tally.v1.AuditService: a tenant's events straight from
-// the log, and a check of its hash chain. It reads the log only; no read
+// the log, and a check of its hash chain, which read the log only (no read
 // model is involved, so an auditor sees what was recorded, not what a
-// projection made of it.
+// projection made of it); and the change log of configuration events,
+// which is a read model (projections/changelog).
 //
 // Tenant scoping: the request's tenant_id is required and was checked
 // against the token by the auth interceptor. The system tenant ("_system")
@@ -33,13 +38,19 @@ const (
 type AuditServer struct {
 	store *eventstore.Store
 	log   *slog.Logger
+	// changes reads the change-log read model (ListChanges); nil without a database.
+	changes *changelog.Queries
 }
 
 var _ tallyv1connect.AuditServiceHandler = (*AuditServer)(nil)
 
 // NewAuditServer reads cfg's store.
 func NewAuditServer(cfg Config) *AuditServer {
-	return &AuditServer{store: cfg.Store, log: cfg.Logger}
+	s := &AuditServer{store: cfg.Store, log: cfg.Logger}
+	if cfg.Pool != nil {
+		s.changes = changelog.NewQueries(cfg.Pool)
+	}
+	return s
 }
 
 // checkAuditTenant accepts a tenant id or the system tenant.
@@ -170,4 +181,81 @@ func (s *AuditServer) VerifyChain(ctx context.Context, req *connect.Request[tall
 
 func chainProblem(p eventstore.Problem) *tallyv1.ChainProblem {
 	return &tallyv1.ChainProblem{TenantSeq: p.TenantSeq, EventId: p.EventID, StreamSeq: p.StreamSeq, Reason: p.Reason}
+}
+
+func (s *AuditServer) ListChanges(ctx context.Context, req *connect.Request[tallyv1.ListChangesRequest]) (*connect.Response[tallyv1.ListChangesResponse], error) {
+	m := req.Msg
+	c := callOf(req.Spec(), req.Peer(), m.GetTenantId())
+	q, err := changesQuery(m)
+	if err != nil {
+		return nil, fail(ctx, s.store, s.log, c, err)
+	}
+	if s.changes == nil {
+		return nil, fail(ctx, s.store, s.log, c, connect.NewError(connect.CodeUnavailable, errors.New("this server has no database to read the change log from")))
+	}
+	page, err := s.changes.List(ctx, q)
+	if errors.Is(err, changelog.ErrInvalid) {
+		// Only the page token is left for the change log to refuse.
+		err = fieldErr("page_token", "%s is not a token this server gave: start again without it", quote(clip(m.GetPageToken(), maxIDLen)))
+	}
+	if err != nil {
+		return nil, fail(ctx, s.store, s.log, c, err)
+	}
+	resp := &tallyv1.ListChangesResponse{NextPageToken: page.Next}
+	for _, ch := range page.Changes {
+		resp.Changes = append(resp.Changes, configChange(ch))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// changesQuery validates a ListChanges request.
+func changesQuery(m *tallyv1.ListChangesRequest) (changelog.ListQuery, error) {
+	q := changelog.ListQuery{Tenant: m.GetTenantId(), Limit: int(min(m.GetPageSize(), changelog.MaxLimit)), PageToken: m.GetPageToken()}
+	if err := checkTenant("tenant_id", q.Tenant); err != nil {
+		return q, err
+	}
+	for i, k := range m.GetKinds() {
+		if !changelog.IsKind(k) {
+			return q, fieldErr(fmt.Sprintf("kinds[%d]", i), "%s is not a configuration event kind: use one of %s",
+				quote(clip(k, maxIDLen)), strings.Join(changelog.Kinds(), ", "))
+		}
+		q.Kinds = append(q.Kinds, k)
+	}
+	if m.From != nil {
+		if err := m.GetFrom().CheckValid(); err != nil {
+			return q, fieldErr("from", "is not a valid timestamp: %v", err)
+		}
+		q.From = m.GetFrom().AsTime()
+	}
+	if m.To != nil {
+		if err := m.GetTo().CheckValid(); err != nil {
+			return q, fieldErr("to", "is not a valid timestamp: %v", err)
+		}
+		q.To = m.GetTo().AsTime()
+		if m.From != nil && !q.To.After(q.From) {
+			return q, fieldErr("to", "(%s) must be after from (%s)", q.To.Format(time.RFC3339), q.From.Format(time.RFC3339))
+		}
+	}
+	return q, nil
+}
+
+func configChange(c changelog.Change) *tallyv1.ConfigChange {
+	out := &tallyv1.ConfigChange{TenantSeq: c.TenantSeq, EventId: c.EventID, Kind: c.Kind, Item: c.Item, Key: c.Key,
+		Actor: principalActor(c.Actor), Approver: principalActor(c.Approver), RecordedAt: timestamppb.New(c.RecordedAt),
+		BeforeJson: string(c.Before), AfterJson: string(c.After)}
+	if !c.OccurredAt.IsZero() {
+		out.OccurredAt = timestamppb.New(c.OccurredAt)
+	}
+	for _, f := range c.Diff {
+		out.Diff = append(out.Diff, &tallyv1.FieldChange{Field: f.Field, BeforeJson: string(f.Before), AfterJson: string(f.After)})
+	}
+	return out
+}
+
+// principalActor is a stored principal as an Actor; nil for none.
+func principalActor(p changelog.Principal) *tallyv1.Actor {
+	if p.ID == "" && p.Kind == "" {
+		return nil
+	}
+	return &tallyv1.Actor{Kind: tallyv1.ActorKind(tallyv1.ActorKind_value[p.Kind]), Id: p.ID}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tally-ledger/tally/eventstore/natstest"
 	"github.com/tally-ledger/tally/gateway"
 	"github.com/tally-ledger/tally/gateway/tokens"
+	"github.com/tally-ledger/tally/projections/changelog"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 	"github.com/tally-ledger/tally/storage/pgtest"
@@ -353,4 +354,74 @@ func TestAuditRefusals(t *testing.T) {
 	evs, err := replay(t, auditClient(t, e, e.token), &tallyv1.ReplayEventsRequest{TenantId: eventstore.SystemTenant, Kinds: []string{"request_rejected"}})
 	require.NoError(t, err)
 	require.Len(t, evs, len(e.rejections(t)))
+}
+
+// TestListChanges: configuration pushed through the API shows in the change log with its
+// actor and the fields changed, filtered by kind and window and paged; bad requests name
+// their field.
+func TestListChanges(t *testing.T) {
+	e := newCloseEnv(t)
+	ctx := ctxT(t)
+	set := func(amount string) {
+		b := &tallyv1.BudgetSet{BudgetId: "b1", Name: "web", Amount: amount, Currency: "USD", EffectiveFrom: ts("2024-09-01T00:00:00Z"),
+			AlertThresholds: []string{"80"}}
+		_, err := e.connect.SetBudget(ctx, connect.NewRequest(&tallyv1.SetBudgetRequest{TenantId: "acme", Budget: b}))
+		require.NoError(t, err)
+	}
+	set("500")
+	set("650.00")
+	_, err := e.connect.RecordFxRate(ctx, connect.NewRequest(&tallyv1.RecordFxRateRequest{TenantId: "acme",
+		FxRate: &tallyv1.FxRateRecorded{FromCurrency: "EUR", ToCurrency: "USD", Rate: "1.08", Date: "2024-09-01"}}))
+	require.NoError(t, err)
+	head, err := e.store.Head(ctx, "acme")
+	require.NoError(t, err)
+	require.NoError(t, e.runner.WaitFor(ctx, changelog.Name, head.StreamSeq))
+
+	auditor := auditClient(t, e.env, newToken(t, e.pool, tokens.Spec{Name: "acme-auditor", Role: tokens.RoleAuditor, Tenant: "acme"}))
+	res, err := auditor.ListChanges(ctx, connect.NewRequest(&tallyv1.ListChangesRequest{TenantId: "acme", Kinds: []string{"budget_set"}}))
+	require.NoError(t, err)
+	chs := res.Msg.GetChanges()
+	require.Len(t, chs, 2)
+	require.Equal(t, "budget", chs[0].GetItem())
+	require.Equal(t, "b1", chs[0].GetKey())
+	require.Equal(t, "test-admin", chs[0].GetActor().GetId())
+	require.Nil(t, chs[0].GetApprover())
+	require.Len(t, chs[0].GetDiff(), 1)
+	require.Equal(t, "amount", chs[0].GetDiff()[0].GetField())
+	require.Equal(t, `"500"`, chs[0].GetDiff()[0].GetBeforeJson())
+	require.Equal(t, `"650.00"`, chs[0].GetDiff()[0].GetAfterJson())
+	require.Equal(t, "null", chs[1].GetBeforeJson())
+	require.Contains(t, chs[1].GetAfterJson(), `"amount":"500"`)
+
+	// Pages of one, over HTTP GET.
+	get := tallyv1connect.NewAuditServiceClient(http1Client(t, e.token), e.url, connect.WithHTTPGet())
+	var seqs []uint64
+	req := &tallyv1.ListChangesRequest{TenantId: "acme", PageSize: 1, From: timestamppb.New(time.Now().AddDate(0, 0, -7))}
+	for {
+		res, err := get.ListChanges(ctx, connect.NewRequest(req))
+		require.NoError(t, err)
+		for _, c := range res.Msg.GetChanges() {
+			seqs = append(seqs, c.GetTenantSeq())
+		}
+		if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	require.Equal(t, []uint64{3, 2, 1}, seqs)
+
+	for _, tc := range []struct {
+		name  string
+		req   *tallyv1.ListChangesRequest
+		field string
+	}{
+		{"no tenant", &tallyv1.ListChangesRequest{}, "tenant_id"},
+		{"not a configuration kind", &tallyv1.ListChangesRequest{TenantId: "acme", Kinds: []string{"cost_line_recorded"}}, "kinds[0]"},
+		{"window backwards", &tallyv1.ListChangesRequest{TenantId: "acme", From: ts("2024-09-02T00:00:00Z"), To: ts("2024-09-01T00:00:00Z")}, "to"},
+		{"forged page token", &tallyv1.ListChangesRequest{TenantId: "acme", PageToken: "abc"}, "page_token"},
+	} {
+		_, err := e.auditAdmin(t).ListChanges(ctx, connect.NewRequest(tc.req))
+		require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "%s: %v", tc.name, err)
+		rej := e.rejections(t)
+		require.Equal(t, tc.field, rej[len(rej)-1].GetField(), tc.name)
+	}
 }

@@ -31,6 +31,9 @@ const (
 	permAuditRead        permission = "audit.read"
 	permProjectionsAdmin permission = "projections.admin"
 	permTokensAdmin      permission = "tokens.admin"
+	// permPeriodClose closes a month (CloseService/ClosePeriod): a finance act, not an
+	// operator's, so only admins hold it.
+	permPeriodClose permission = "period.close"
 )
 
 // rolePermissions is the role matrix (documented in doc.go). A token
@@ -40,7 +43,7 @@ var rolePermissions = map[tokens.Role][]permission{
 	tokens.RoleIngester: {permIngest},
 	tokens.RoleAuditor:  {permLedgerRead, permAuditRead},
 	tokens.RoleOperator: {permProjectionsAdmin},
-	tokens.RoleAdmin:    {permLedgerRead, permIngest, permAuditRead, permProjectionsAdmin, permTokensAdmin},
+	tokens.RoleAdmin:    {permLedgerRead, permIngest, permAuditRead, permProjectionsAdmin, permTokensAdmin, permPeriodClose},
 }
 
 // procedurePermissions: what each procedure needs. A procedure missing here
@@ -60,6 +63,23 @@ var procedurePermissions = map[string]permission{
 	tallyv1connect.LedgerServiceGetTotalsProcedure:            permLedgerRead,
 	tallyv1connect.AuditServiceReplayEventsProcedure:          permAuditRead,
 	tallyv1connect.AuditServiceVerifyChainProcedure:           permAuditRead,
+	// Exports: FOCUS and close packages are ledger reads; the compliance pack (chain head,
+	// checkpoints, rules, change log) is audit evidence, for auditors and admins.
+	tallyv1connect.ExportServiceExportFocusProcedure:          permLedgerRead,
+	tallyv1connect.ExportServiceExportClosePackageProcedure:   permLedgerRead,
+	tallyv1connect.ExportServiceExportCompliancePackProcedure: permAuditRead,
+	tallyv1connect.AuditServiceListChangesProcedure:           permAuditRead,
+	tallyv1connect.CloseServiceGetClosePackageProcedure:       permLedgerRead,
+	tallyv1connect.CloseServiceClosePeriodProcedure:           permPeriodClose,
+	// Realized savings are ledger reads.
+	tallyv1connect.SavingsServiceListSavingsProcedure:        permLedgerRead,
+	tallyv1connect.SavingsServiceGetSavingsProcedure:         permLedgerRead,
+	tallyv1connect.SavingsServiceGetSavingsEvidenceProcedure: permLedgerRead,
+	// Allocation queries and dry runs are reads; rules change through IngestService pushes.
+	tallyv1connect.AllocationServiceGetAllocationProcedure:  permLedgerRead,
+	tallyv1connect.AllocationServiceGetUnallocatedProcedure: permLedgerRead,
+	tallyv1connect.AllocationServiceGetCoverageProcedure:    permLedgerRead,
+	tallyv1connect.AllocationServiceDryRunRuleProcedure:     permLedgerRead,
 }
 
 func may(r tokens.Role, p permission) bool {

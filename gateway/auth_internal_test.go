@@ -17,7 +17,7 @@ import (
 // line in the role matrix (it would be refused to every token).
 func TestEveryProcedureHasAPermission(t *testing.T) {
 	var procs []string
-	for _, fd := range []protoreflect.FileDescriptor{tallyv1.File_tally_v1_ingest_service_proto, tallyv1.File_tally_v1_ledger_service_proto, tallyv1.File_tally_v1_audit_service_proto} {
+	for _, fd := range []protoreflect.FileDescriptor{tallyv1.File_tally_v1_ingest_service_proto, tallyv1.File_tally_v1_ledger_service_proto, tallyv1.File_tally_v1_audit_service_proto, tallyv1.File_tally_v1_export_service_proto, tallyv1.File_tally_v1_savings_service_proto, tallyv1.File_tally_v1_allocation_service_proto, tallyv1.File_tally_v1_close_service_proto} {
 		for i := range fd.Services().Len() {
 			s := fd.Services().Get(i)
 			for j := range s.Methods().Len() {

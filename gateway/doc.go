@@ -45,12 +45,26 @@
 //	LedgerService/GetTotals              yes     -         yes      -         yes
 //	AuditService/ReplayEvents            -       -         yes      -         yes
 //	AuditService/VerifyChain             -       -         yes      -         yes
+//	AuditService/ListChanges             -       -         yes      -         yes
+//	CloseService/GetClosePackage         yes     -         yes      -         yes
+//	CloseService/ClosePeriod             -       -         -        -         yes
+//	ExportService/ExportFocus            yes     -         yes      -         yes
+//	ExportService/ExportClosePackage     yes     -         yes      -         yes
+//	ExportService/ExportCompliancePack   -       -         yes      -         yes
+//	SavingsService/ListSavings           yes     -         yes      -         yes
+//	SavingsService/GetSavings            yes     -         yes      -         yes
+//	SavingsService/GetSavingsEvidence    yes     -         yes      -         yes
+//	AllocationService/GetAllocation      yes     -         yes      -         yes
+//	AllocationService/GetUnallocated     yes     -         yes      -         yes
+//	AllocationService/GetCoverage        yes     -         yes      -         yes
+//	AllocationService/DryRunRule         yes     -         yes      -         yes
 //
 // In words: viewers read the ledger; ingesters push events and upload files;
-// auditors read the ledger and the log itself (AuditService: replay, verify;
-// the change log to come); operators run projection admin (status, rebuild)
+// auditors read the ledger and the log itself (AuditService: replay, verify,
+// the change log); operators run projection admin (status, rebuild)
 // across tenants and read no tenant's cost or events; admins may do
-// everything, including managing tokens. The system tenant "_system"
+// everything, including managing tokens and closing a period (a finance act
+// with an approver, which no other role holds). The system tenant "_system"
 // (rejected requests) can be replayed and verified only with a token for
 // every tenant, since no token is scoped to it. Procedures to come take their
 // permission from procedurePermissions in auth.go; one missing there is

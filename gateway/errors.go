@@ -13,6 +13,7 @@ import (
 	"github.com/tally-ledger/tally/projections/ledger"
 	"github.com/tally-ledger/tally/services/focus"
 	"github.com/tally-ledger/tally/services/ingest"
+	"github.com/tally-ledger/tally/storage"
 )
 
 // FieldError is a request field that is missing or wrong. Field is the
@@ -42,12 +43,16 @@ func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Err
 		return ce
 	}
 	// Context first: an unavailable log that gave up because the caller
-	// went away is the caller's cancellation, not an outage.
-	switch {
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, errors.New("the request was canceled"))
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request's deadline passed before it completed; retry with the same idempotency key"))
+	// went away is the caller's cancellation, not an outage. A deadline of
+	// the server's own (the event log's request timeout while NATS is down)
+	// is not the caller's: it falls through to Unavailable below.
+	if ctx.Err() != nil {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return connect.NewError(connect.CodeCanceled, errors.New("the request was canceled"))
+		case errors.Is(err, context.DeadlineExceeded):
+			return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request's deadline passed before it completed; retry with the same idempotency key"))
+		}
 	}
 	var fe *FieldError
 	if errors.As(err, &fe) {
@@ -78,10 +83,14 @@ func connectError(ctx context.Context, log *slog.Logger, err error) *connect.Err
 			fmt.Errorf("the idempotency key was already used for a different fact: %w", err))
 	case errors.Is(err, eventstore.ErrConflict):
 		return connect.NewError(connect.CodeAborted, fmt.Errorf("%w; retry the request", err))
-	case errors.Is(err, eventstore.ErrUnavailable):
+	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		log.WarnContext(ctx, "event log unavailable", slog.Any("err", err), slog.String("request_id", RequestID(ctx)))
 		return connect.NewError(connect.CodeUnavailable,
 			errors.New("the event log did not answer; retrying the same request is safe"))
+	case storage.IsUnavailable(err):
+		log.WarnContext(ctx, "database unavailable", slog.Any("err", err), slog.String("request_id", RequestID(ctx)))
+		return connect.NewError(connect.CodeUnavailable,
+			errors.New("the database did not answer; retrying the same request is safe"))
 	}
 	id := RequestID(ctx)
 	log.ErrorContext(ctx, "request failed", slog.Any("err", err), slog.String("request_id", id))

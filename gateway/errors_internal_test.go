@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tally-ledger/tally/eventstore"
@@ -35,13 +37,25 @@ func TestConnectError(t *testing.T) {
 			connect.CodeFailedPrecondition, "RecordFxRate"},
 		{"conflict", &eventstore.ConflictError{Tenant: "acme", Expected: 1, Actual: 2}, connect.CodeAborted, "expected head at event 1"},
 		{"unavailable", fmt.Errorf("%w: %w", eventstore.ErrUnavailable, secret), connect.CodeUnavailable, "retrying"},
-		{"canceled", fmt.Errorf("%w: %w", eventstore.ErrUnavailable, context.Canceled), connect.CodeCanceled, ""},
-		{"deadline", context.DeadlineExceeded, connect.CodeDeadlineExceeded, ""},
+		{"caller canceled", fmt.Errorf("%w: %w", eventstore.ErrUnavailable, context.Canceled), connect.CodeCanceled, ""},
+		{"caller's deadline", context.DeadlineExceeded, connect.CodeDeadlineExceeded, ""},
+		// The event log's own request timeout while NATS is down, with the caller still
+		// waiting: an outage, not the caller's deadline.
+		{"log's own deadline", fmt.Errorf("%w: append: %w", eventstore.ErrUnavailable, context.DeadlineExceeded), connect.CodeUnavailable, "event log did not answer"},
+		{"database down", fmt.Errorf("fold appended changes: %w", pgconn.ErrConnClosed), connect.CodeUnavailable, "database did not answer"},
+		{"database restarting", fmt.Errorf("ingest: %w", &pgconn.PgError{Code: "57P03", Message: "the database system is starting up"}), connect.CodeUnavailable, "database did not answer"},
 		{"connect error kept", connect.NewError(connect.CodeResourceExhausted, errors.New("too big")), connect.CodeResourceExhausted, "too big"},
 		{"unknown", secret, connect.CodeInternal, "internal error (request id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := connectError(t.Context(), slog.New(slog.DiscardHandler), tc.err)
+			ctx := t.Context()
+			if strings.HasPrefix(tc.name, "caller") {
+				// The caller went away: its context is done.
+				c, cancel := context.WithCancel(ctx)
+				cancel()
+				ctx = c
+			}
+			err := connectError(ctx, slog.New(slog.DiscardHandler), tc.err)
 			require.Equal(t, tc.code, connect.CodeOf(err))
 			require.Contains(t, err.Message(), tc.msg)
 			if tc.code != connect.CodeInternal && tc.code != connect.CodeUnavailable {

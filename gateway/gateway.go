@@ -47,15 +47,22 @@ type Config struct {
 	// Pool, which is what tally serve uses; there is no way to turn
 	// authentication off.
 	Auth Authenticator
+	// PackSections, when set, gives the read models' CSV files of a compliance pack
+	// (ExportService/ExportCompliancePack).
+	PackSections PackSections
 }
 
 // Gateway is the Connect API surface.
 type Gateway struct {
-	cfg    Config
-	log    *slog.Logger
-	ingest *IngestServer
-	ledger *LedgerServer
-	audit  *AuditServer
+	cfg     Config
+	log     *slog.Logger
+	ingest  *IngestServer
+	ledger  *LedgerServer
+	audit   *AuditServer
+	savings *SavingsServer
+	close   *CloseServer
+	export  *ExportServer
+	alloc   *AllocationServer
 }
 
 // New builds the gateway's services over cfg.
@@ -70,8 +77,12 @@ func New(cfg Config) *Gateway {
 			cfg.Auth = tokens.NewStore(cfg.Pool)
 		}
 	}
+	if cfg.PackSections == nil && cfg.Pool != nil {
+		cfg.PackSections = readModelSections(cfg.Pool)
+	}
 	return &Gateway{cfg: cfg, log: cfg.Logger, ingest: NewIngestServer(cfg), ledger: NewLedgerServer(cfg),
-		audit: NewAuditServer(cfg)}
+		audit: NewAuditServer(cfg), close: NewCloseServer(cfg), export: NewExportServer(cfg),
+		savings: NewSavingsServer(cfg), alloc: NewAllocationServer(cfg)}
 }
 
 // services served, for reflection and health.
@@ -79,6 +90,10 @@ var services = []string{
 	tallyv1connect.IngestServiceName,
 	tallyv1connect.LedgerServiceName,
 	tallyv1connect.AuditServiceName,
+	tallyv1connect.CloseServiceName,
+	tallyv1connect.ExportServiceName,
+	tallyv1connect.SavingsServiceName,
+	tallyv1connect.AllocationServiceName,
 }
 
 // Mount registers every service, gRPC health (grpc.health.v1) and gRPC
@@ -95,6 +110,10 @@ func (g *Gateway) Mount(mux *http.ServeMux) {
 	handle(tallyv1connect.NewIngestServiceHandler(g.ingest, authed...))
 	handle(tallyv1connect.NewLedgerServiceHandler(g.ledger, authed...))
 	handle(tallyv1connect.NewAuditServiceHandler(g.audit, authed...))
+	handle(tallyv1connect.NewCloseServiceHandler(g.close, authed...))
+	handle(tallyv1connect.NewExportServiceHandler(g.export, authed...))
+	handle(tallyv1connect.NewSavingsServiceHandler(g.savings, authed...))
+	handle(tallyv1connect.NewAllocationServiceHandler(g.alloc, authed...))
 	handle(grpchealth.NewHandler(&healthChecker{store: g.cfg.Store, pool: g.cfg.Pool}, opts...))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, services...)...)
 	handle(grpcreflect.NewHandlerV1(reflector, opts...))

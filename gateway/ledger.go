@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tally-ledger/tally/eventstore"
@@ -17,6 +18,7 @@ import (
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 	"github.com/tally-ledger/tally/services/focus"
+	"github.com/tally-ledger/tally/storage"
 )
 
 const (
@@ -32,15 +34,17 @@ const (
 // LedgerServer serves tally.v1.LedgerService: cost and totals from the
 // ledger read model, through its query functions.
 //
-// Tenant scoping: every query is limited to the request's tenant_id, which
-// the auth interceptor has checked against the token's tenant before the
-// handler runs.
+// Tenant scoping, twice: every query is limited to the request's tenant_id,
+// which the auth interceptor has checked against the token's tenant before
+// the handler runs; and every query runs in a read-only transaction as the
+// role storage.ReaderRole with that tenant set (storage.ReadAsTenant), so
+// PostgreSQL's row-level security refuses other tenants' rows whatever the
+// SQL says.
 type LedgerServer struct {
-	store   *eventstore.Store
-	log     *slog.Logger
-	queries *ledger.Queries
-	pool    *pgxpool.Pool
-	runner  *projections.Runner
+	store  *eventstore.Store
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	runner *projections.Runner
 }
 
 var _ tallyv1connect.LedgerServiceHandler = (*LedgerServer)(nil)
@@ -49,10 +53,7 @@ var _ tallyv1connect.LedgerServiceHandler = (*LedgerServer)(nil)
 // recorded in cfg's store.
 func NewLedgerServer(cfg Config) *LedgerServer {
 	s := &LedgerServer{store: cfg.Store, log: cfg.Logger, runner: cfg.Runner}
-	if cfg.Pool != nil {
-		s.queries = ledger.NewQueries(cfg.Pool)
-		s.pool = cfg.Pool
-	}
+	s.pool = cfg.Pool
 	return s
 }
 
@@ -97,9 +98,9 @@ func (s *LedgerServer) GetTotals(ctx context.Context, req *connect.Request[tally
 	return connect.NewResponse(resp), nil
 }
 
-// cost waits for minSeq, then asks the ledger.
+// cost waits for minSeq, then asks the ledger as q's tenant.
 func (s *LedgerServer) cost(ctx context.Context, q ledger.Query, minSeq uint64) ([]ledger.Row, error) {
-	if s.queries == nil {
+	if s.pool == nil {
 		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server has no database to read the ledger from"))
 	}
 	if minSeq > 0 {
@@ -107,8 +108,13 @@ func (s *LedgerServer) cost(ctx context.Context, q ledger.Query, minSeq uint64) 
 			return nil, err
 		}
 	}
-	rows, err := s.queries.Cost(ctx, q)
-	if errors.Is(err, ledger.ErrInvalidQuery) {
+	var rows []ledger.Row
+	err := storage.ReadAsTenant(ctx, s.pool, q.Tenant, func(tx pgx.Tx) error {
+		var err error
+		rows, err = ledger.NewQueries(tx).Cost(ctx, q)
+		return err
+	})
+	if errors.Is(err, ledger.ErrInvalidQuery) || errors.Is(err, storage.ErrNoTenant) {
 		// Validation above should have caught it; the ledger's message
 		// says what is wrong.
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)

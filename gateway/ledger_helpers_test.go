@@ -16,7 +16,11 @@ import (
 	"github.com/tally-ledger/tally/eventstore/natstest"
 	"github.com/tally-ledger/tally/gateway"
 	"github.com/tally-ledger/tally/projections"
+	"github.com/tally-ledger/tally/projections/allocation"
+	"github.com/tally-ledger/tally/projections/changelog"
+	"github.com/tally-ledger/tally/projections/closepkg"
 	"github.com/tally-ledger/tally/projections/ledger"
+	"github.com/tally-ledger/tally/projections/savings"
 	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
 	"github.com/tally-ledger/tally/proto/gen/tally/v1/tallyv1connect"
 	"github.com/tally-ledger/tally/storage/pgtest"
@@ -41,7 +45,7 @@ func newLedgerEnv(t *testing.T, wake bool) *ledgerEnv {
 	pool, _ := pgtest.NewDB(t)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	runner, err := projections.NewRunner(pool, store, projections.Options{PollInterval: 20 * time.Millisecond, Logger: logger}, ledger.New())
+	runner, err := projections.NewRunner(pool, store, projections.Options{PollInterval: 20 * time.Millisecond, Logger: logger}, ledger.New(), savings.New(), allocation.New(), closepkg.New(), changelog.New())
 	require.NoError(t, err)
 	require.NoError(t, runner.Setup(t.Context()))
 	ctx, cancel := context.WithCancel(context.Background())

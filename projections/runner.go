@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sethvargo/go-retry"
 
 	"github.com/tally-ledger/tally/eventstore"
 )
@@ -166,12 +167,13 @@ func (r *Runner) Run(ctx context.Context) error {
 
 func (r *Runner) runProjection(ctx context.Context, p Projection) {
 	var stale bool
+	b := newBackoff()
 	for {
 		var err error
 		if stale, err = r.ensure(ctx, p); err == nil {
 			break
 		}
-		if !r.retry(ctx, "set up projection", p.Name(), err) {
+		if !r.retry(ctx, b, "set up projection", p.Name(), err) {
 			return
 		}
 	}
@@ -179,29 +181,39 @@ func (r *Runner) runProjection(ctx context.Context, p Projection) {
 	defer wg.Wait()
 	if stale {
 		wg.Go(func() {
+			b := newBackoff()
 			for {
 				err := r.rebuild(ctx, p, true, r.logProgress)
-				if err == nil || !r.retry(ctx, "rebuild projection", p.Name(), err) {
+				if err == nil || !r.retry(ctx, b, "rebuild projection", p.Name(), err) {
 					return
 				}
 			}
 		})
 	}
+	b = newBackoff()
 	for {
 		err := r.own(ctx, p)
-		if !r.retry(ctx, "own projection partitions", p.Name(), err) {
+		if !r.retry(ctx, b, "own projection partitions", p.Name(), err) {
 			return
 		}
 	}
 }
 
-// retry logs err and waits a little; false when ctx has ended.
-func (r *Runner) retry(ctx context.Context, msg, name string, err error) bool {
+// retry logs err and waits b's next delay; false when ctx has ended.
+func (r *Runner) retry(ctx context.Context, b retry.Backoff, msg, name string, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	r.lg.WarnContext(ctx, msg, "projection", name, "err", err)
-	return sleep(ctx, time.Second)
+	d, _ := b.Next()
+	r.lg.WarnContext(ctx, msg, "projection", name, "err", err, "retry_in", d)
+	return sleep(ctx, d)
+}
+
+// newBackoff is the wait between retries of failures in a row (the database or the log
+// down): 100 ms doubling up to 5 s, with 20% jitter so that projections and partitions do
+// not retry in step. A success starts a new one.
+func newBackoff() retry.Backoff {
+	return retry.WithJitterPercent(20, retry.WithCappedDuration(5*time.Second, retry.NewExponential(100*time.Millisecond)))
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -279,6 +291,7 @@ type target struct {
 
 // work keeps one partition current until ctx ends.
 func (r *Runner) work(ctx context.Context, t target) {
+	b := newBackoff()
 	for ctx.Err() == nil {
 		pos, version, err := loadCheckpoint(ctx, r.pool, t.checkpoint)
 		if err == nil && version == t.p.Version() {
@@ -291,10 +304,12 @@ func (r *Runner) work(ctx context.Context, t target) {
 			err = nil // not set up yet, or between a rebuild's delete and insert
 		}
 		if err != nil && ctx.Err() == nil {
-			r.lg.WarnContext(ctx, "projection batch failed", "projection", t.p.Name(), "checkpoint", t.checkpoint, "err", err)
-			sleep(ctx, time.Second)
+			d, _ := b.Next()
+			r.lg.WarnContext(ctx, "projection batch failed", "projection", t.p.Name(), "checkpoint", t.checkpoint, "err", err, "retry_in", d)
+			sleep(ctx, d)
 			continue
 		}
+		b = newBackoff()
 		sleep(ctx, r.opts.PollInterval)
 	}
 }
@@ -543,7 +558,12 @@ func (r *Runner) ensure(ctx context.Context, p Projection) (stale bool, err erro
 		}
 		return false, tx.Commit(ctx)
 	}
-	return isStale(p, r.opts.Partitions, rows, exists), nil
+	if exists { // set up before the tenant wall (rls.go): put it up now
+		if err := SecureSchema(ctx, tx, p.Name()); err != nil {
+			return false, err
+		}
+	}
+	return isStale(p, r.opts.Partitions, rows, exists), tx.Commit(ctx)
 }
 
 func isStale(p Projection, parts int, rows []checkpointRow, exists bool) bool {
@@ -569,7 +589,7 @@ func createSchema(ctx context.Context, tx pgx.Tx, p Projection, schema string) e
 	if err := p.Setup(ctx, tx, schema); err != nil {
 		return fmt.Errorf("set up %s in schema %s: %w", p.Name(), schema, err)
 	}
-	return nil
+	return SecureSchema(ctx, tx, schema)
 }
 
 func schemaExists(ctx context.Context, q querier, schema string) (bool, error) {

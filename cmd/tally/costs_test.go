@@ -1,22 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tally-ledger/tally/eventstore/natstest"
-	"github.com/tally-ledger/tally/gateway"
 	"github.com/tally-ledger/tally/gateway/tokens"
-	"github.com/tally-ledger/tally/projections"
 	"github.com/tally-ledger/tally/projections/ledger"
-	"github.com/tally-ledger/tally/storage/pgtest"
 )
 
 // projectedGatewayURL serves a gateway beside a runner folding the ledger,
@@ -24,32 +15,9 @@ import (
 // the log, and an environment holding an admin token (TALLY_TOKEN).
 func projectedGatewayURL(t *testing.T) (string, map[string]string, func()) {
 	t.Helper()
-	srv := natstest.Run(t)
-	pool, _ := pgtest.NewDB(t)
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	runner, err := projections.NewRunner(pool, srv.Store(), projections.Options{PollInterval: 20 * time.Millisecond, Logger: logger}, ledger.New())
-	require.NoError(t, err)
-	require.NoError(t, runner.Setup(t.Context()))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	mux := http.NewServeMux()
-	gateway.New(gateway.Config{Store: srv.Store(), Pool: pool, TempDir: t.TempDir(), Logger: logger, Runner: runner}).Mount(mux)
-	ts := httptest.NewUnstartedServer(mux)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	ts.Config.Protocols = &p
-	ts.Start()
-	t.Cleanup(ts.Close)
-	env := map[string]string{"TALLY_TOKEN": newToken(t, pool, tokens.Spec{Name: "cli-test", Role: tokens.RoleAdmin})}
-	return ts.URL, env, func() {
-		seq, err := srv.Store().LastSeq(t.Context())
-		require.NoError(t, err)
-		require.NoError(t, runner.WaitFor(t.Context(), ledger.Name, seq))
-	}
+	s := serve(t, ledger.New())
+	env := map[string]string{"TALLY_TOKEN": s.token(t, tokens.Spec{Name: "cli-test", Role: tokens.RoleAdmin})}
+	return s.url, env, func() { s.caughtUp(t) }
 }
 
 func TestCostsCommand(t *testing.T) {

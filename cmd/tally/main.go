@@ -92,9 +92,13 @@ command line wins over the environment; an empty variable counts as unset.`,
 	root.AddCommand(newServeCmd(c), newVersionCmd(c), newIngestCmd(c))
 	root.AddCommand(newProjectionsCmd(c))
 	root.AddCommand(newCostsCmd(c))
+	root.AddCommand(newAllocationCmd(c))
+	root.AddCommand(newSavingsCmd(c))
 	root.AddCommand(newAuditCmd(c))
+	root.AddCommand(newCloseCmd(c))
 	root.AddCommand(newTokensCmd(c))
 	root.AddCommand(newGenerateCmd(c))
+	root.AddCommand(newExportCmd(c))
 	return root
 }
 

@@ -21,14 +21,11 @@ import (
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/migrations"
 	"github.com/tally-ledger/tally/projections"
-	"github.com/tally-ledger/tally/projections/ledger"
 	"github.com/tally-ledger/tally/storage"
 )
 
 // allProjections are the read models this binary folds, as `tally serve` runs them.
-func allProjections() []projections.Projection {
-	return []projections.Projection{ledger.New()}
-}
+func allProjections() []projections.Projection { return app.Projections(nil) }
 
 // projOpts is the part of serve's configuration the projection commands need: where the log
 // and the read models are.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tally-ledger/tally/app"
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/eventstore/natstest"
 	"github.com/tally-ledger/tally/projections"
@@ -93,7 +94,18 @@ func TestProjectionsStatusAndRebuild(t *testing.T) {
 		Lag        *uint64 `json:"lag"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &got), out)
-	require.Len(t, got, 1)
+	// Every read model tally serve folds is listed; only the ledger was ever set up.
+	var names []string
+	for _, p := range app.Projections(nil) {
+		names = append(names, p.Name())
+	}
+	require.Len(t, got, len(names))
+	for i, name := range names {
+		require.Equal(t, name, got[i].Name)
+		if i > 0 {
+			require.Equal(t, "new", got[i].State, name)
+		}
+	}
 	require.Equal(t, "ledger", got[0].Name)
 	require.Equal(t, "live", got[0].State)
 	require.Equal(t, checkpoint, got[0].Checkpoint)
@@ -118,7 +130,7 @@ func TestProjectionsStatusAndRebuild(t *testing.T) {
 
 	env["NATS_URL"] = srv.ClientURL()
 	_, _, _, err = execute(t, env, "projections", "rebuild", "nope")
-	require.ErrorContains(t, err, `unknown projection "nope": use one of ledger`)
+	require.ErrorContains(t, err, `unknown projection "nope": use one of ledger, closepkg, allocation, savings, changelog`)
 
 	_, out, errOut, err = execute(t, env, "projections", "rebuild", "ledger")
 	require.NoError(t, err, errOut)

@@ -45,6 +45,37 @@ type poolKey struct {
 	currency string
 }
 
+type serviceKey struct{ currency, service string }
+
+// dayPools is a day's cost gathered for splitting: per rule and currency the pool the rule
+// selected, per currency and service the cost no rule matched, and per currency and service
+// all of the day's cost (what is left unallocated if the day's split fails). AllocateDay
+// gathers it from lines; the read model gathers it from its running pool totals
+// (pool_totals), so both split exactly the same sums with the same code.
+type dayPools struct {
+	pools map[poolKey]decimal.Decimal
+	un    map[serviceKey]decimal.Decimal
+	all   map[serviceKey]decimal.Decimal
+}
+
+func newDayPools() *dayPools {
+	return &dayPools{pools: map[poolKey]decimal.Decimal{}, un: map[serviceKey]decimal.Decimal{},
+		all: map[serviceKey]decimal.Decimal{}}
+}
+
+// add counts amount (in currency, of service) into the pool of rule, or as unallocated when
+// rule is nil.
+func (p *dayPools) add(rule *Rule, currency, service string, amount decimal.Decimal) {
+	sk := serviceKey{currency, service}
+	p.all[sk] = p.all[sk].Add(amount)
+	if rule == nil {
+		p.un[sk] = p.un[sk].Add(amount)
+		return
+	}
+	k := poolKey{rule, currency}
+	p.pools[k] = p.pools[k].Add(amount)
+}
+
 // AllocateDay allocates one day's lines of one tenant with the rules in force that day (as
 // Book.InForce returns them).
 //
@@ -60,22 +91,17 @@ type poolKey struct {
 // of another proportional rule: that would make the result depend on the order the rules are
 // split in (and allow cycles).
 func AllocateDay(inForce []*Rule, lines []CostLine) (DayResult, error) {
-	pools := map[poolKey]decimal.Decimal{}
-	type unKey struct{ currency, service string }
-	un := map[unKey]decimal.Decimal{}
+	p := newDayPools()
 	for _, l := range lines {
-		r := SelectFrom(inForce, l.Line)
-		if r == nil {
-			k := unKey{l.Currency, l.ServiceName}
-			un[k] = un[k].Add(l.Amount)
-			continue
-		}
-		k := poolKey{r, l.Currency}
-		pools[k] = pools[k].Add(l.Amount)
+		p.add(SelectFrom(inForce, l.Line), l.Currency, l.ServiceName, l.Amount)
 	}
+	return p.split()
+}
 
-	keys := make([]poolKey, 0, len(pools))
-	for k := range pools {
+// split splits every pool (see AllocateDay) and lists the unallocated cost.
+func (p *dayPools) split() (DayResult, error) {
+	keys := make([]poolKey, 0, len(p.pools))
+	for k := range p.pools {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
@@ -97,18 +123,18 @@ func AllocateDay(inForce []*Rule, lines []CostLine) (DayResult, error) {
 			if (k.rule.Kind == Proportional) != (pass == 1) {
 				continue
 			}
-			parts, err := k.rule.Split(pools[k], k.currency, direct[k.currency])
+			parts, err := k.rule.Split(p.pools[k], k.currency, direct[k.currency])
 			if err != nil {
 				return DayResult{}, err
 			}
-			for _, p := range parts {
-				ak := allocKey{p.CostCenter, k.currency, k.rule.ID, k.rule.Version}
-				alloc[ak] = alloc[ak].Add(p.Amount)
+			for _, part := range parts {
+				ak := allocKey{part.CostCenter, k.currency, k.rule.ID, k.rule.Version}
+				alloc[ak] = alloc[ak].Add(part.Amount)
 				if pass == 0 {
 					if direct[k.currency] == nil {
 						direct[k.currency] = map[string]decimal.Decimal{}
 					}
-					direct[k.currency][p.CostCenter] = direct[k.currency][p.CostCenter].Add(p.Amount)
+					direct[k.currency][part.CostCenter] = direct[k.currency][part.CostCenter].Add(part.Amount)
 				}
 			}
 		}
@@ -132,17 +158,30 @@ func AllocateDay(inForce []*Rule, lines []CostLine) (DayResult, error) {
 		}
 		return a.RuleVersion < b.RuleVersion
 	})
+	res.Unallocated = unallocated(p.un)
+	return res, nil
+}
+
+// failed is the day as it stands when its split fails: all its cost unallocated, per
+// currency and service (what AllocateDay with no rules gives for the same lines).
+func (p *dayPools) failed() DayResult {
+	return DayResult{Unallocated: unallocated(p.all)}
+}
+
+// unallocated lists per-service sums, sorted by currency and service.
+func unallocated(un map[serviceKey]decimal.Decimal) []Unallocated {
+	var out []Unallocated
 	for k, a := range un {
-		res.Unallocated = append(res.Unallocated, Unallocated{Currency: k.currency, ServiceName: k.service, Amount: a})
+		out = append(out, Unallocated{Currency: k.currency, ServiceName: k.service, Amount: a})
 	}
-	sort.Slice(res.Unallocated, func(i, j int) bool {
-		a, b := res.Unallocated[i], res.Unallocated[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.Currency != b.Currency {
 			return a.Currency < b.Currency
 		}
 		return a.ServiceName < b.ServiceName
 	})
-	return res, nil
+	return out
 }
 
 // Movement is how a proposed rule change moves one cost center's cost in one currency over a

@@ -15,9 +15,14 @@ import (
 // usage they cover, which is what a cost center consumed), in the billing currency. The day
 // is that of ChargePeriodStart, or of the billing period start where a line has no charge
 // period, the same day the ledger's daily rollup uses. Tags are the line's own FOCUS tags;
-// tags applied later by ResourceTagged events are not joined in (yet).
+// tags applied later by ResourceTagged events are not joined in (yet). An empty effective cost
+// (a FOCUS null) counts as zero, as the ledger counts it.
 func FromCostLine(c *tallyv1.CostLine) (CostLine, time.Time, error) {
-	amount, err := decimal.NewFromString(c.GetEffectiveCost())
+	effective := c.GetEffectiveCost()
+	if effective == "" {
+		effective = "0"
+	}
+	amount, err := decimal.NewFromString(effective)
 	if err != nil {
 		return CostLine{}, time.Time{}, fmt.Errorf("cost line %s: effective_cost %q: %w", c.GetLineKey(), c.GetEffectiveCost(), err)
 	}

@@ -14,6 +14,18 @@ import (
 // ErrInvalidRule is wrapped by every error NewRule returns; the message names the field.
 var ErrInvalidRule = errors.New("allocation: invalid rule")
 
+// RuleError is the error NewRule returns: the field of the AllocationRuleSet that is wrong
+// ("shares[1].value") and what is wrong with it. It wraps ErrInvalidRule.
+type RuleError struct {
+	Field string
+	Msg   string
+}
+
+func (e *RuleError) Error() string { return ErrInvalidRule.Error() + ": " + e.Field + ": " + e.Msg }
+
+// Unwrap makes errors.Is(err, ErrInvalidRule) hold.
+func (e *RuleError) Unwrap() error { return ErrInvalidRule }
+
 // SplitKind is how a rule divides the cost it matches.
 type SplitKind int
 
@@ -92,7 +104,7 @@ type Rule struct {
 // center; a malformed resource id pattern; a tag with an empty key.
 func NewRule(ev *tallyv1.AllocationRuleSet) (*Rule, error) {
 	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrInvalidRule, field, fmt.Sprintf(format, args...))
+		return &RuleError{Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	if ev == nil {
 		return nil, bad("rule", "missing")

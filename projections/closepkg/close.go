@@ -93,7 +93,7 @@ func Close(p *Package, req CloseRequest) (*tallyv1.Envelope, error) {
 		Actor:          req.Actor,
 		Body: &tallyv1.Envelope_PeriodClosed{PeriodClosed: &tallyv1.PeriodClosed{
 			Period: p.Period, Provider: p.Provider, Approver: req.Approver, PackageSha256: p.SHA256,
-			ChainHead: p.ChainHead.Hash, ChainHeadSeq: p.ChainHead.Seq, Note: note,
+			ChainHead: p.ChainHead.Hash, ChainHeadSeq: p.ChainHead.Seq, Note: note, TolerancePct: p.TolerancePct,
 		}},
 	}, nil
 }

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"strings"
@@ -186,7 +185,7 @@ func apply(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) error {
 		return err
 	}
 	if b.historyRows > 0 {
-		if err := copyTextInto(ctx, tx, pgx.Identifier{schema, "line_history"}, historyColumns, &b.history); err != nil {
+		if err := copyBinaryInto(ctx, tx, pgx.Identifier{schema, "line_history"}, historyColumns, &b.history); err != nil {
 			return fmt.Errorf("copy history: %w", err)
 		}
 	}
@@ -362,10 +361,5 @@ func tagsJSON(tags []*tallyv1.KeyValue) (string, error) {
 	if len(tags) == 0 {
 		return "{}", nil
 	}
-	m := make(map[string]string, len(tags))
-	for _, kv := range tags {
-		m[kv.GetKey()] = kv.GetValue()
-	}
-	b, err := json.Marshal(m)
-	return string(b), err
+	return string(appendTagsJSON(nil, tags)), nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,7 +30,7 @@ var historyColumns = []string{"tenant_id", "stream_seq", "event_index", "event_i
 	"billing_period_start", "line_key", "previous_event_id", "post_close", "billing_currency", "billed_cost_delta",
 	"effective_cost_delta", "list_cost_delta", "contracted_cost_delta", "consumed_quantity_delta", "pricing_quantity_delta"}
 
-var opNames = map[int16]string{opRecorded: "recorded", opRestated: "restated", opRetracted: "retracted"}
+var opNames = [...]string{opRecorded: "recorded", opRestated: "restated", opRetracted: "retracted"}
 
 type lineID struct {
 	tenant, provider, account, key string
@@ -43,11 +44,12 @@ type scopeID struct {
 
 // batchPlan is one batch's events sorted for the two paths, as rows ready to COPY.
 type batchPlan struct {
-	history     copyText // line_history rows, one per line event
+	history     copyBinary // line_history rows, one per line event
 	historyRows int
 	slow        [][]any // stage rows for slowSQL
 	finals      [][]any // finalized scopes
-	fresh       copyText
+	fresh       copyBinary
+	scratch     []byte
 	freshRows   []freshRow
 	freshEvents []eventstore.Event // to stage them after all, should one exist already
 	daily       *dailySums
@@ -83,31 +85,42 @@ func scopeOf(tenant string, s *tallyv1.BillScope) scopeID {
 
 func planBatch(events []eventstore.Event) (*batchPlan, error) {
 	b := &batchPlan{daily: newDailySums()}
-	seen := make(map[lineID]int, len(events))
+	ids := make([]lineID, len(events)) // of line events; zero for the others
+	seen := make(map[lineID]int32, len(events))
 	months := map[time.Time]bool{}
-	for _, ev := range events {
+	var lastMonth time.Time
+	lines := 0
+	for i, ev := range events {
 		env := ev.Envelope
 		op, scope, key := lineEvent(env)
 		if op == 0 {
 			continue
 		}
+		lines++
 		period := scope.GetBillingPeriodStart().AsTime()
-		seen[lineID{env.GetTenantId(), scope.GetProvider(), scope.GetBillingAccountId(), key, period.UnixNano()}]++
-		months[time.Date(period.Year(), period.Month(), 1, 0, 0, 0, 0, time.UTC)] = true
+		ids[i] = lineID{env.GetTenantId(), scope.GetProvider(), scope.GetBillingAccountId(), key, period.UnixNano()}
+		seen[ids[i]]++
+		if m := time.Date(period.Year(), period.Month(), 1, 0, 0, 0, 0, time.UTC); m != lastMonth && !months[m] {
+			months[m] = true
+			b.months = append(b.months, m)
+			lastMonth = m
+		}
 	}
-	for m := range months {
-		b.months = append(b.months, m)
-	}
+	slices.SortFunc(b.months, time.Time.Compare)
+	b.history.grow(lines, &historyRowBytes)
+	b.fresh.grow(lines, &freshRowBytes)
 	for i, ev := range events {
-		if err := b.add(i, ev, seen); err != nil {
+		if err := b.add(i, ev, seen[ids[i]]); err != nil {
 			return nil, fmt.Errorf("event %s (seq %d.%d): %w", ev.Envelope.GetEventId(), ev.StreamSeq, ev.Index, err)
 		}
 	}
+	b.history.learn(b.historyRows, &historyRowBytes)
+	b.fresh.learn(len(b.freshRows), &freshRowBytes)
 	return b, nil
 }
 
-// add sorts one event into the plan.
-func (b *batchPlan) add(ord int, ev eventstore.Event, seen map[lineID]int) error {
+// add sorts one event into the plan; times is how often the batch holds its line.
+func (b *batchPlan) add(ord int, ev eventstore.Event, times int32) error {
 	env := ev.Envelope
 	tenant := env.GetTenantId()
 	op, scope, key := lineEvent(env)
@@ -121,10 +134,11 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, seen map[lineID]int) error
 		}
 		return err
 	}
-	id, err := uuid.Parse(env.GetEventId())
+	uid, err := uuid.Parse(env.GetEventId())
 	if err != nil {
 		return fmt.Errorf("event id: %w", err)
 	}
+	id := [16]byte(uid)
 	var (
 		prev, currency string
 		postClose      bool
@@ -145,12 +159,11 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, seen map[lineID]int) error
 		r := body.CostLineRetracted
 		prev, postClose, currency, deltas = r.GetPreviousEventId(), r.GetPostClose(), r.GetDelta().GetBillingCurrency(), deltaStrings(r.GetDelta())
 	}
-	if err := writeHistory(&b.history, tenant, ev.StreamSeq, ev.Index, id, op, scope, key, prev, postClose, currency, deltas); err != nil {
+	if err := writeHistory(&b.history, tenant, ev.StreamSeq, ev.Index, id, op, scope, key, prev, postClose, currency, &deltas); err != nil {
 		return err
 	}
 	b.historyRows++
-	lid := lineID{tenant, scope.GetProvider(), scope.GetBillingAccountId(), key, scope.GetBillingPeriodStart().AsTime().UnixNano()}
-	if op != opRecorded || seen[lid] != 1 {
+	if op != opRecorded || times != 1 {
 		row, _, err := stageRow(ord, ev)
 		if err != nil {
 			return err
@@ -161,7 +174,8 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, seen map[lineID]int) error
 		b.slow = append(b.slow, row)
 		return nil
 	}
-	at, err := writeFresh(&b.fresh, tenant, ev.StreamSeq, id, line, postClose)
+	at, scratch, err := writeFresh(&b.fresh, tenant, ev.StreamSeq, id, line, postClose, b.scratch)
+	b.scratch = scratch
 	if err != nil {
 		return err
 	}
@@ -198,17 +212,16 @@ func foldFresh(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) erro
 		return err
 	}
 	if len(final) > 0 {
-		buf := b.fresh.Bytes()
 		for _, r := range b.freshRows {
 			if final[r.scope] {
-				buf[r.at] = 't'
+				b.fresh.buf[r.at] = 1
 			}
 		}
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT ledger_fresh"); err != nil {
 		return err
 	}
-	err = copyTextInto(ctx, tx, pgx.Identifier{schema, "lines"}, freshColumns, &b.fresh)
+	err = copyBinaryInto(ctx, tx, pgx.Identifier{schema, "lines"}, freshColumns, &b.fresh)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		// Some "new" line exists already: fold them all the general way.

@@ -23,8 +23,9 @@ const (
 	Name = "ledger"
 	// Version of the fold and tables; bump it to rebuild on deploy. 2: the lines index on the
 	// day expression queries use, and planner statistics on daily. 3: fx_rates, folded from
-	// fx_rate_recorded events, for normalized amounts.
-	Version = 3
+	// fx_rate_recorded events, for normalized amounts. 4: line_history keyed by log position,
+	// its line index on line_key alone, both in byte order (schema.sql).
+	Version = 4
 )
 
 //go:embed schema.sql

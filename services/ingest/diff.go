@@ -111,13 +111,13 @@ func (in *run) diffScope(ctx context.Context, tx pgx.Tx, gr *grouper, g *lineGro
 		var err error
 		switch {
 		case cmp < 0: // a new line
-			c, err = in.lineChange(g, nil)
+			c, err = in.lineChange(sc, g, nil)
 		case cmp > 0: // a line the file no longer has
 			if !st.cur.retracted {
 				c = in.removedChange(sc, &st.cur)
 			}
 		default:
-			c, err = in.lineChange(g, &st.cur)
+			c, err = in.lineChange(sc, g, &st.cur)
 		}
 		if err != nil {
 			return g, err
@@ -163,26 +163,29 @@ type applied struct {
 type change struct {
 	env     *tallyv1.Envelope
 	applied applied
-	kind    string // recorded, restated, retracted
+	kind    changeKind
+	post    bool // a change to a closed period
 }
 
 // lineChange compares a line of the file with its state (nil: none) and
-// returns the event, or nil when the line is unchanged.
-func (in *run) lineChange(g *lineGroup, st *stateLine) (*change, error) {
+// returns the event, or nil when the line is unchanged. The line goes into
+// the event as its encoded bytes (rawline.go): only a line of several rows,
+// whose amounts are summed, is decoded.
+func (in *run) lineChange(sc *scope, g *lineGroup, st *stateLine) (*change, error) {
 	exists := st != nil && !st.retracted
 	enc, hash := g.line(), g.hash()
 	if g.rows == 1 && exists && bytes.Equal(st.hash, hash) {
 		// The common case of an unchanged bill: no decoding at all.
 		return nil, nil
 	}
-	line := &tallyv1.CostLine{}
-	if err := proto.Unmarshal(enc, line); err != nil {
-		return nil, fmt.Errorf("decode spilled line %s: %w", g.lineKey(), err)
-	}
 	var cur amounts
 	if g.rows > 1 {
 		// Rows with one key are one line: their amounts summed, the first
 		// row's attributes kept.
+		line := &tallyv1.CostLine{}
+		if err := proto.Unmarshal(enc, line); err != nil {
+			return nil, fmt.Errorf("decode spilled line %s: %w", g.lineKey(), err)
+		}
 		for i, s := range g.sums {
 			if s.Valid {
 				cur[i] = numeric(s.Decimal)
@@ -197,8 +200,16 @@ func (in *run) lineChange(g *lineGroup, st *stateLine) (*change, error) {
 			return nil, err
 		}
 		hash = contentHash(enc)
-	} else {
-		for i, s := range lineAmounts(line) {
+		if exists && bytes.Equal(st.hash, hash) {
+			return nil, nil
+		}
+	}
+	lf, err := scanLine(enc)
+	if err != nil {
+		return nil, fmt.Errorf("line %s: %w", g.lineKey(), err)
+	}
+	if g.rows == 1 {
+		for i, s := range lf.amounts {
 			if s == "" {
 				continue
 			}
@@ -210,9 +221,6 @@ func (in *run) lineChange(g *lineGroup, st *stateLine) (*change, error) {
 		}
 		hash = bytes.Clone(hash)
 	}
-	if exists && bytes.Equal(st.hash, hash) {
-		return nil, nil
-	}
 	prev := ""
 	var old amounts
 	if st != nil {
@@ -221,20 +229,23 @@ func (in *run) lineChange(g *lineGroup, st *stateLine) (*change, error) {
 		}
 		old = st.amounts
 	}
-	scopeKey, lineKey := string(g.scopeKey()), string(g.lineKey())
-	c := &change{applied: applied{scopeKey: scopeKey, lineKey: lineKey, hash: hash, amounts: cur, currency: line.GetBillingCurrency(), fresh: st == nil}}
-	env := in.envelope(line.GetChargePeriodStart())
-	post := in.postClose(line.GetScope())
+	scopeKey, lineKey := sc.Key, string(g.lineKey())
+	post := in.postCloseScope(sc)
+	c := &change{post: post, applied: applied{scopeKey: scopeKey, lineKey: lineKey, hash: hash, amounts: cur,
+		currency: lf.currency, fresh: st == nil}}
+	env := in.envelope(lf.chargeStart)
 	if exists {
-		c.kind = "restated"
+		c.kind = kindRestated
 		env.EventId = eventstore.DeterministicID(in.tenant, "cost_line_restated/"+scopeKey+"/"+lineKey+"/"+prev+"/"+hex.EncodeToString(hash))
-		env.Body = &tallyv1.Envelope_CostLineRestated{CostLineRestated: &tallyv1.CostLineRestated{
-			Line: line, Delta: delta(cur, old, line.GetBillingCurrency()), PreviousEventId: prev, PostClose: post,
-		}}
+		body, err := restatedBody(enc, delta(cur, old, lf.currency), prev, post)
+		if err != nil {
+			return nil, err
+		}
+		env.Body = &tallyv1.Envelope_CostLineRestated{CostLineRestated: body}
 	} else {
-		c.kind = "recorded"
+		c.kind = kindRecorded
 		env.EventId = eventstore.DeterministicID(in.tenant, "cost_line_recorded/"+scopeKey+"/"+lineKey+"/"+prev+"/"+hex.EncodeToString(hash))
-		env.Body = &tallyv1.Envelope_CostLineRecorded{CostLineRecorded: &tallyv1.CostLineRecorded{Line: line, PostClose: post}}
+		env.Body = &tallyv1.Envelope_CostLineRecorded{CostLineRecorded: recordedBody(enc, post)}
 	}
 	c.env = env
 	c.applied.eventID = uuid.MustParse(env.EventId)
@@ -251,16 +262,20 @@ func (in *run) removedChange(sc *scope, st *stateLine) *change {
 	env.Body = &tallyv1.Envelope_CostLineRetracted{CostLineRetracted: &tallyv1.CostLineRetracted{
 		Scope: bs, LineKey: st.lineKey, Delta: delta(amounts{}, st.amounts, st.currency), PreviousEventId: prev, PostClose: in.postClose(bs),
 	}}
-	return &change{env: env, kind: "retracted", applied: applied{scopeKey: sc.Key, lineKey: st.lineKey,
+	return &change{env: env, kind: kindRetracted, post: in.postClose(bs), applied: applied{scopeKey: sc.Key, lineKey: st.lineKey,
 		amounts: st.amounts, currency: st.currency, eventID: uuid.MustParse(env.EventId), retracted: true}}
 }
 
 func (in *run) envelope(occurred *timestamppb.Timestamp) *tallyv1.Envelope {
+	if in.source == nil {
+		// One Source for every event of the run: nothing writes to it.
+		in.source = &tallyv1.Source{Adapter: "focus-file", File: in.file, BatchId: in.runID}
+	}
 	return &tallyv1.Envelope{
 		TenantId:      in.tenant,
 		OccurredAt:    occurred,
 		Actor:         in.opts.Actor,
-		Source:        &tallyv1.Source{Adapter: "focus-file", File: in.file, BatchId: in.runID},
+		Source:        in.source,
 		CorrelationId: in.runID,
 	}
 }
@@ -304,4 +319,10 @@ func periodOf(sc *tallyv1.BillScope) string {
 func (in *run) postClose(sc *tallyv1.BillScope) bool {
 	p := periodOf(sc)
 	return in.closed[p+"/"] || in.closed[p+"/"+sc.GetProvider()]
+}
+
+// postCloseScope is postClose for a scope of the file.
+func (in *run) postCloseScope(sc *scope) bool {
+	p := sc.Start.UTC().Format("2006-01")
+	return in.closed[p+"/"] || in.closed[p+"/"+sc.Provider]
 }

@@ -22,14 +22,20 @@
 //     primary key order in one snapshot (diff.go). No sort happens in
 //     PostgreSQL and nothing of the file is copied into it.
 //  4. The differences stream out as events with deterministic ids and are
-//     appended in batches, each on the condition that the tenant's log is
-//     still where the previous one left it (the first: the head the state
-//     was caught up to). Diff, append and fold run as a pipeline
-//     (appender.go); the fold holds the tenant's state lock from its first
-//     batch to its commit, and is fenced on the checkpoint. If another
-//     writer got there first, the state catches up and the difference is
-//     computed again from the same runs: two ingests of the same bill cannot
-//     double count, and a retried ingest appends only what is missing.
+//     appended in batches of Options.BatchEvents, each grouped by kind
+//     (recorded, restated, retracted, finalized; in line key order within
+//     a kind) so that a revised bill, whose kinds interleave, takes a log
+//     message per kind rather than one per change of kind. A batch never
+//     holds two events of one line, so the regrouping changes nothing a
+//     line's history depends on. Each batch is appended on the condition
+//     that the tenant's log is still where the previous one left it (the
+//     first: the head the state was caught up to). Diff, append and fold
+//     run as a pipeline (appender.go); the fold holds the tenant's state
+//     lock from its first batch to its commit, and is fenced on the
+//     checkpoint. If another writer got there first, the state catches up
+//     and the difference is computed again from the same runs: two ingests
+//     of the same bill cannot double count, and a retried ingest appends
+//     only what is missing.
 //
 // It must never import a read model or the gateway.
 package ingest

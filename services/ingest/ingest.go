@@ -74,6 +74,7 @@ type Summary struct {
 	Finalized   int64 // BillingPeriodFinalized events appended
 	Appended    int64 // events appended
 	Duplicates  int64 // events already in the log (a retried ingest)
+	Messages    int64 // log messages the appended events took (one durable write each)
 	Scopes      int
 	Totals      []CurrencyTotal // billed cost per currency, as in the file
 	Conflicts   int             // times another writer got there first
@@ -120,6 +121,7 @@ type run struct {
 	runs                []string  // the file's sorted runs
 	scopes              map[string]*scope
 	closed              map[string]bool
+	source              *tallyv1.Source // of every event of the run
 	sum                 Summary
 	log                 *slog.Logger
 }
@@ -329,7 +331,7 @@ func (in *run) finalize(ctx context.Context, ap *appender, keys []string) error 
 		env.EventId = eventstore.DeterministicID(in.tenant, fmt.Sprintf("billing_period_finalized/%s/%d/%s", k, lines, digest))
 		env.Body = &tallyv1.Envelope_BillingPeriodFinalized{BillingPeriodFinalized: &tallyv1.BillingPeriodFinalized{
 			Scope: bs, LineCount: uint64(lines), BilledTotals: totals}}
-		if err := ap.add(ctx, &change{env: env, kind: "finalized"}); err != nil {
+		if err := ap.add(ctx, &change{env: env, kind: kindFinalized}); err != nil {
 			return err
 		}
 	}

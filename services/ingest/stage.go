@@ -126,10 +126,15 @@ type rowMeta struct {
 // reading a bill, so it runs on every core.
 func encode(name string, version focus.Version, rows []focus.Row, ec *encChunk) {
 	ec.recs, ec.ns, ec.meta, ec.err = ec.recs[:0], ec.ns[:0], ec.meta[:0], nil
+	var last *focus.Row // the row sk was computed for: a bill's rows share it
+	var sk string
 	for i := range rows {
 		row := &rows[i]
 		provider := row.ProviderOrServiceProvider()
-		sk := ScopeKey(provider, row.BillingAccountID, row.BillingPeriodStart, row.BillingPeriodEnd)
+		if last == nil || provider != last.ProviderOrServiceProvider() || row.BillingAccountID != last.BillingAccountID ||
+			!row.BillingPeriodStart.Equal(last.BillingPeriodStart) || !row.BillingPeriodEnd.Equal(last.BillingPeriodEnd) {
+			sk, last = ScopeKey(provider, row.BillingAccountID, row.BillingPeriodStart, row.BillingPeriodEnd), row
+		}
 		key := LineKey(row)
 		start := len(ec.recs)
 		recs, err := appendRecordHead(ec.recs, sk, key, uint64(row.Number))

@@ -20,15 +20,18 @@ import (
 type report struct {
 	Log    *bench.LogReport    `json:"log,omitempty"`
 	Ingest *bench.IngestReport `json:"ingest,omitempty"`
+	// Project holds the project stage and, when run, the rebuild stage.
+	Project *bench.ProjectReport `json:"project,omitempty"`
 }
 
 func main() {
-	stages := flag.String("stages", "log,ingest", "comma-separated stages to run: log, ingest")
+	stages := flag.String("stages", "log,ingest,project,rebuild", "comma-separated stages to run: log, ingest, project, rebuild")
 	events := flag.Int("events", 1_000_000, "log stage: events to append through the durable path")
 	batch := flag.Int("batch", 10_000, "log stage: events per Append call")
 	raw := flag.Int("raw-events", 0, "log stage: events for raw publish with default fsync (default: -events)")
 	rawSync := flag.Int("raw-sync-events", 50_000, "log stage: events for raw publish with sync_interval: always (a sample: it runs at a few thousand a second)")
-	rows := flag.Int("rows", 1_000_000, "ingest stage: rows of the generated FOCUS bill")
+	rows := flag.Int("rows", 1_000_000, "ingest, project and rebuild stages: rows of the generated FOCUS bill (one cost event each)")
+	projectBatch := flag.Int("project-batch", 5_000, "project and rebuild stages: events per projection transaction (5000 is the runner's default)")
 	out := flag.String("json", "", "write the figures as JSON to this file")
 	flag.Parse()
 	if *raw == 0 {
@@ -65,6 +68,22 @@ func main() {
 		x := r.Ingest
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec, r.RawDefault.PerSec, r.Ratio)
 	}
+	peak := bench.PeakRSSMiB() // the project stage starts the peak over for each of its parts
+	if slices.Contains(run, "project") || slices.Contains(run, "rebuild") {
+		r, err := bench.RunProject(ctx, bench.ProjectConfig{Rows: *rows, BatchEvents: *projectBatch,
+			Rebuild: slices.Contains(run, "rebuild"), Logger: logger})
+		if err != nil {
+			fail(logger, "project benchmark", err)
+		}
+		rep.Project = &r
+		x := r.RawCopy
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\t\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec)
+		x = r.Project
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec, r.RawCopy.PerSec, r.Ratio)
+		if x := r.Rebuild; x != nil {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\t\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec)
+		}
+	}
 	tw.Flush()
 	if rep.Log != nil {
 		fmt.Printf("\nlog: durable append / raw publish (default fsync, not durable): %.2fx (target >= 1.0x); / raw publish (sync_interval: always): %.1fx\n",
@@ -74,8 +93,21 @@ func main() {
 		t := rep.Ingest.Timings
 		fmt.Printf("ingest: %.2fx raw publish (target >= 0.5x); file %.0f MB; phases: stage %.1fs, diff %.1fs, append %.1fs, state %.1fs\n",
 			rep.Ingest.Ratio, float64(rep.Ingest.FileBytes)/1e6, t.Stage.Seconds(), t.Diff.Seconds(), t.Append.Seconds(), t.Fold.Seconds())
+		fmt.Printf("ingest peak RSS (target < 256 MiB): this process %.0f MiB (Go heap: %.0f MiB in use, %.0f MiB live at most), external nats-server %.0f MiB (0: in-process)\n",
+			rep.Ingest.PeakRSSMiB, rep.Ingest.PeakHeapMiB, rep.Ingest.HeapLiveMiB, rep.Ingest.ServerPeakRSSMiB)
 	}
-	fmt.Printf("peak RSS of this process (nats-server in-process; PostgreSQL is another process): %.0f MiB\n", bench.PeakRSSMiB())
+	if p := rep.Project; p != nil {
+		fmt.Printf("project: %.2fx raw CopyFrom of the same rows into the same table shape (target >= 0.5x); %d events per batch; peak RSS (each part its own) project %.0f MiB",
+			p.Ratio, p.BatchEvents, p.Project.PeakRSSMiB)
+		if p.Rebuild != nil {
+			fmt.Printf(", rebuild %.0f MiB", p.Rebuild.PeakRSSMiB)
+		}
+		fmt.Printf(", raw copy %.0f MiB (its rows held in memory)\n", p.RawCopy.PeakRSSMiB)
+		if p.Rebuild != nil {
+			fmt.Printf("rebuild: %d events in %.1f s\n", p.Rebuild.Events, p.Rebuild.Duration.Seconds())
+		}
+	}
+	fmt.Printf("peak RSS of this process (nats-server in-process; PostgreSQL is another process): %.0f MiB\n", max(peak, bench.PeakRSSMiB()))
 	if *out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {

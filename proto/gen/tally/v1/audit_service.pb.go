@@ -478,11 +478,363 @@ func (x *VerifyChainResponse) GetProblemsTruncated() bool {
 	return false
 }
 
+// ListChangesRequest filters the change log; every filter given must match.
+type ListChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the tenant.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Event kinds to keep: allocation_rule_set, allocation_rule_retired,
+	// budget_set, invoice_recorded, period_closed, fx_rate_recorded,
+	// resource_tagged; empty keeps every kind.
+	Kinds []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	// Changes recorded in the log (Envelope.recorded_at) at or after from and
+	// before to.
+	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// Most changes to return: 0 means 100, more than 1000 means 1000.
+	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page, to continue.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesRequest) Reset() {
+	*x = ListChangesRequest{}
+	mi := &file_tally_v1_audit_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesRequest) ProtoMessage() {}
+
+func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tally_v1_audit_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListChangesRequest) Descriptor() ([]byte, []int) {
+	return file_tally_v1_audit_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListChangesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *ListChangesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListChangesRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListChangesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListChangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListChangesResponse is one page of changes, newest first.
+type ListChangesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Changes []*ConfigChange        `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesResponse) Reset() {
+	*x = ListChangesResponse{}
+	mi := &file_tally_v1_audit_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesResponse) ProtoMessage() {}
+
+func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tally_v1_audit_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListChangesResponse) Descriptor() ([]byte, []int) {
+	return file_tally_v1_audit_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListChangesResponse) GetChanges() []*ConfigChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ListChangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ConfigChange is one configuration event with its effect on the
+// configuration item it concerns.
+type ConfigChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the event in the tenant's chain, and its id and kind.
+	TenantSeq uint64 `protobuf:"varint,1,opt,name=tenant_seq,json=tenantSeq,proto3" json:"tenant_seq,omitempty"`
+	EventId   string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Kind      string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The configuration item: its type ("allocation_rule", "budget",
+	// "invoice", "period_close", "fx_rate", "resource_tags") and key (rule id,
+	// budget id, "<provider>/<invoice id>", "<period>/<provider>",
+	// "<from>/<to>/<day>", "<provider>/<resource id>").
+	Item string `protobuf:"bytes,4,opt,name=item,proto3" json:"item,omitempty"`
+	Key  string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	// Who made the change, and who approved it (unset when nobody did).
+	Actor      *Actor                 `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
+	Approver   *Actor                 `protobuf:"bytes,7,opt,name=approver,proto3" json:"approver,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	// The item before and after the event, as JSON objects ("null" before its
+	// first event). Decimals are strings, as in the events.
+	BeforeJson string `protobuf:"bytes,10,opt,name=before_json,json=beforeJson,proto3" json:"before_json,omitempty"`
+	AfterJson  string `protobuf:"bytes,11,opt,name=after_json,json=afterJson,proto3" json:"after_json,omitempty"`
+	// The fields that changed, in path order.
+	Diff          []*FieldChange `protobuf:"bytes,12,rep,name=diff,proto3" json:"diff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigChange) Reset() {
+	*x = ConfigChange{}
+	mi := &file_tally_v1_audit_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigChange) ProtoMessage() {}
+
+func (x *ConfigChange) ProtoReflect() protoreflect.Message {
+	mi := &file_tally_v1_audit_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigChange.ProtoReflect.Descriptor instead.
+func (*ConfigChange) Descriptor() ([]byte, []int) {
+	return file_tally_v1_audit_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConfigChange) GetTenantSeq() uint64 {
+	if x != nil {
+		return x.TenantSeq
+	}
+	return 0
+}
+
+func (x *ConfigChange) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetApprover() *Actor {
+	if x != nil {
+		return x.Approver
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetBeforeJson() string {
+	if x != nil {
+		return x.BeforeJson
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetAfterJson() string {
+	if x != nil {
+		return x.AfterJson
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetDiff() []*FieldChange {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+// FieldChange is one changed field: its path ("amount", "shares[1].value",
+// "tags.team") and JSON values before and after ("null" when absent).
+type FieldChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Field         string                 `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	BeforeJson    string                 `protobuf:"bytes,2,opt,name=before_json,json=beforeJson,proto3" json:"before_json,omitempty"`
+	AfterJson     string                 `protobuf:"bytes,3,opt,name=after_json,json=afterJson,proto3" json:"after_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldChange) Reset() {
+	*x = FieldChange{}
+	mi := &file_tally_v1_audit_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldChange) ProtoMessage() {}
+
+func (x *FieldChange) ProtoReflect() protoreflect.Message {
+	mi := &file_tally_v1_audit_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldChange.ProtoReflect.Descriptor instead.
+func (*FieldChange) Descriptor() ([]byte, []int) {
+	return file_tally_v1_audit_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *FieldChange) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldChange) GetBeforeJson() string {
+	if x != nil {
+		return x.BeforeJson
+	}
+	return ""
+}
+
+func (x *FieldChange) GetAfterJson() string {
+	if x != nil {
+		return x.AfterJson
+	}
+	return ""
+}
+
 var File_tally_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_tally_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctally/v1/audit_service.proto\x12\btally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tally/v1/envelope.proto\"\xbc\x02\n" +
+	"\x1ctally/v1/audit_service.proto\x12\btally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tally/v1/envelope.proto\x1a\x14tally/v1/types.proto\"\xbc\x02\n" +
 	"\x13ReplayEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x127\n" +
@@ -521,10 +873,47 @@ const file_tally_v1_audit_service_proto_rawDesc = "" +
 	"\x02ok\x18\x06 \x01(\bR\x02ok\x12;\n" +
 	"\rfirst_problem\x18\a \x01(\v2\x16.tally.v1.ChainProblemR\ffirstProblem\x122\n" +
 	"\bproblems\x18\b \x03(\v2\x16.tally.v1.ChainProblemR\bproblems\x12-\n" +
-	"\x12problems_truncated\x18\t \x01(\bR\x11problemsTruncated2\xb0\x01\n" +
+	"\x12problems_truncated\x18\t \x01(\bR\x11problemsTruncated\"\xdf\x01\n" +
+	"\x12ListChangesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
+	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"o\n" +
+	"\x13ListChangesResponse\x120\n" +
+	"\achanges\x18\x01 \x03(\v2\x16.tally.v1.ConfigChangeR\achanges\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbb\x03\n" +
+	"\fConfigChange\x12\x1d\n" +
+	"\n" +
+	"tenant_seq\x18\x01 \x01(\x04R\ttenantSeq\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04item\x18\x04 \x01(\tR\x04item\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\x12%\n" +
+	"\x05actor\x18\x06 \x01(\v2\x0f.tally.v1.ActorR\x05actor\x12+\n" +
+	"\bapprover\x18\a \x01(\v2\x0f.tally.v1.ActorR\bapprover\x12;\n" +
+	"\voccurred_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12;\n" +
+	"\vrecorded_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\x12\x1f\n" +
+	"\vbefore_json\x18\n" +
+	" \x01(\tR\n" +
+	"beforeJson\x12\x1d\n" +
+	"\n" +
+	"after_json\x18\v \x01(\tR\tafterJson\x12)\n" +
+	"\x04diff\x18\f \x03(\v2\x15.tally.v1.FieldChangeR\x04diff\"c\n" +
+	"\vFieldChange\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1f\n" +
+	"\vbefore_json\x18\x02 \x01(\tR\n" +
+	"beforeJson\x12\x1d\n" +
+	"\n" +
+	"after_json\x18\x03 \x01(\tR\tafterJson2\x81\x02\n" +
 	"\fAuditService\x12O\n" +
 	"\fReplayEvents\x12\x1d.tally.v1.ReplayEventsRequest\x1a\x1e.tally.v1.ReplayEventsResponse0\x01\x12O\n" +
-	"\vVerifyChain\x12\x1c.tally.v1.VerifyChainRequest\x1a\x1d.tally.v1.VerifyChainResponse\"\x03\x90\x02\x01B\x9c\x01\n" +
+	"\vVerifyChain\x12\x1c.tally.v1.VerifyChainRequest\x1a\x1d.tally.v1.VerifyChainResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\vListChanges\x12\x1c.tally.v1.ListChangesRequest\x1a\x1d.tally.v1.ListChangesResponse\"\x03\x90\x02\x01B\x9c\x01\n" +
 	"\fcom.tally.v1B\x11AuditServiceProtoP\x01Z8github.com/tally-ledger/tally/proto/gen/tally/v1;tallyv1\xa2\x02\x03TXX\xaa\x02\bTally.V1\xca\x02\bTally\\V1\xe2\x02\x14Tally\\V1\\GPBMetadata\xea\x02\tTally::V1b\x06proto3"
 
 var (
@@ -539,31 +928,46 @@ func file_tally_v1_audit_service_proto_rawDescGZIP() []byte {
 	return file_tally_v1_audit_service_proto_rawDescData
 }
 
-var file_tally_v1_audit_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_tally_v1_audit_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tally_v1_audit_service_proto_goTypes = []any{
 	(*ReplayEventsRequest)(nil),   // 0: tally.v1.ReplayEventsRequest
 	(*ReplayEventsResponse)(nil),  // 1: tally.v1.ReplayEventsResponse
 	(*VerifyChainRequest)(nil),    // 2: tally.v1.VerifyChainRequest
 	(*ChainProblem)(nil),          // 3: tally.v1.ChainProblem
 	(*VerifyChainResponse)(nil),   // 4: tally.v1.VerifyChainResponse
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*Envelope)(nil),              // 6: tally.v1.Envelope
+	(*ListChangesRequest)(nil),    // 5: tally.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),   // 6: tally.v1.ListChangesResponse
+	(*ConfigChange)(nil),          // 7: tally.v1.ConfigChange
+	(*FieldChange)(nil),           // 8: tally.v1.FieldChange
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*Envelope)(nil),              // 10: tally.v1.Envelope
+	(*Actor)(nil),                 // 11: tally.v1.Actor
 }
 var file_tally_v1_audit_service_proto_depIdxs = []int32{
-	5, // 0: tally.v1.ReplayEventsRequest.from_time:type_name -> google.protobuf.Timestamp
-	5, // 1: tally.v1.ReplayEventsRequest.to_time:type_name -> google.protobuf.Timestamp
-	6, // 2: tally.v1.ReplayEventsResponse.envelope:type_name -> tally.v1.Envelope
-	3, // 3: tally.v1.VerifyChainResponse.first_problem:type_name -> tally.v1.ChainProblem
-	3, // 4: tally.v1.VerifyChainResponse.problems:type_name -> tally.v1.ChainProblem
-	0, // 5: tally.v1.AuditService.ReplayEvents:input_type -> tally.v1.ReplayEventsRequest
-	2, // 6: tally.v1.AuditService.VerifyChain:input_type -> tally.v1.VerifyChainRequest
-	1, // 7: tally.v1.AuditService.ReplayEvents:output_type -> tally.v1.ReplayEventsResponse
-	4, // 8: tally.v1.AuditService.VerifyChain:output_type -> tally.v1.VerifyChainResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	9,  // 0: tally.v1.ReplayEventsRequest.from_time:type_name -> google.protobuf.Timestamp
+	9,  // 1: tally.v1.ReplayEventsRequest.to_time:type_name -> google.protobuf.Timestamp
+	10, // 2: tally.v1.ReplayEventsResponse.envelope:type_name -> tally.v1.Envelope
+	3,  // 3: tally.v1.VerifyChainResponse.first_problem:type_name -> tally.v1.ChainProblem
+	3,  // 4: tally.v1.VerifyChainResponse.problems:type_name -> tally.v1.ChainProblem
+	9,  // 5: tally.v1.ListChangesRequest.from:type_name -> google.protobuf.Timestamp
+	9,  // 6: tally.v1.ListChangesRequest.to:type_name -> google.protobuf.Timestamp
+	7,  // 7: tally.v1.ListChangesResponse.changes:type_name -> tally.v1.ConfigChange
+	11, // 8: tally.v1.ConfigChange.actor:type_name -> tally.v1.Actor
+	11, // 9: tally.v1.ConfigChange.approver:type_name -> tally.v1.Actor
+	9,  // 10: tally.v1.ConfigChange.occurred_at:type_name -> google.protobuf.Timestamp
+	9,  // 11: tally.v1.ConfigChange.recorded_at:type_name -> google.protobuf.Timestamp
+	8,  // 12: tally.v1.ConfigChange.diff:type_name -> tally.v1.FieldChange
+	0,  // 13: tally.v1.AuditService.ReplayEvents:input_type -> tally.v1.ReplayEventsRequest
+	2,  // 14: tally.v1.AuditService.VerifyChain:input_type -> tally.v1.VerifyChainRequest
+	5,  // 15: tally.v1.AuditService.ListChanges:input_type -> tally.v1.ListChangesRequest
+	1,  // 16: tally.v1.AuditService.ReplayEvents:output_type -> tally.v1.ReplayEventsResponse
+	4,  // 17: tally.v1.AuditService.VerifyChain:output_type -> tally.v1.VerifyChainResponse
+	6,  // 18: tally.v1.AuditService.ListChanges:output_type -> tally.v1.ListChangesResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tally_v1_audit_service_proto_init() }
@@ -572,13 +976,14 @@ func file_tally_v1_audit_service_proto_init() {
 		return
 	}
 	file_tally_v1_envelope_proto_init()
+	file_tally_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tally_v1_audit_service_proto_rawDesc), len(file_tally_v1_audit_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

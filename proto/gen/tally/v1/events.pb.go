@@ -1869,9 +1869,13 @@ type PeriodClosed struct {
 	// Hex SHA-256 of the close package's canonical JSON.
 	PackageSha256 string `protobuf:"bytes,4,opt,name=package_sha256,json=packageSha256,proto3" json:"package_sha256,omitempty"`
 	// Hex hash and tenant sequence of the chain head the package was built from.
-	ChainHead     string `protobuf:"bytes,5,opt,name=chain_head,json=chainHead,proto3" json:"chain_head,omitempty"`
-	ChainHeadSeq  uint64 `protobuf:"varint,6,opt,name=chain_head_seq,json=chainHeadSeq,proto3" json:"chain_head_seq,omitempty"`
-	Note          string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	ChainHead    string `protobuf:"bytes,5,opt,name=chain_head,json=chainHead,proto3" json:"chain_head,omitempty"`
+	ChainHeadSeq uint64 `protobuf:"varint,6,opt,name=chain_head_seq,json=chainHeadSeq,proto3" json:"chain_head_seq,omitempty"`
+	Note         string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	// Decimal percentage of the invoice amount the package's reconciliation
+	// tolerated (the package hash covers it). Empty in closes recorded before
+	// this field existed, whose packages used the default, 1.
+	TolerancePct  string `protobuf:"bytes,8,opt,name=tolerance_pct,json=tolerancePct,proto3" json:"tolerance_pct,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1951,6 +1955,13 @@ func (x *PeriodClosed) GetChainHeadSeq() uint64 {
 func (x *PeriodClosed) GetNote() string {
 	if x != nil {
 		return x.Note
+	}
+	return ""
+}
+
+func (x *PeriodClosed) GetTolerancePct() string {
+	if x != nil {
+		return x.TolerancePct
 	}
 	return ""
 }
@@ -2429,7 +2440,7 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	"\x05scope\x18\x02 \x01(\v2\x13.tally.v1.BillScopeR\x05scope\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\tR\x06amount\x12\x1a\n" +
 	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x127\n" +
-	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\"\xef\x01\n" +
+	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\"\x94\x02\n" +
 	"\fPeriodClosed\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\tR\x06period\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12+\n" +
@@ -2438,7 +2449,8 @@ const file_tally_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"chain_head\x18\x05 \x01(\tR\tchainHead\x12$\n" +
 	"\x0echain_head_seq\x18\x06 \x01(\x04R\fchainHeadSeq\x12\x12\n" +
-	"\x04note\x18\a \x01(\tR\x04note\"\x96\x01\n" +
+	"\x04note\x18\a \x01(\tR\x04note\x12#\n" +
+	"\rtolerance_pct\x18\b \x01(\tR\ftolerancePct\"\x96\x01\n" +
 	"\x0eFxRateRecorded\x12#\n" +
 	"\rfrom_currency\x18\x01 \x01(\tR\ffromCurrency\x12\x1f\n" +
 	"\vto_currency\x18\x02 \x01(\tR\n" +

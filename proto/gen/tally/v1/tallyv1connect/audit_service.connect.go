@@ -39,6 +39,9 @@ const (
 	// AuditServiceVerifyChainProcedure is the fully-qualified name of the AuditService's VerifyChain
 	// RPC.
 	AuditServiceVerifyChainProcedure = "/tally.v1.AuditService/VerifyChain"
+	// AuditServiceListChangesProcedure is the fully-qualified name of the AuditService's ListChanges
+	// RPC.
+	AuditServiceListChangesProcedure = "/tally.v1.AuditService/ListChanges"
 )
 
 // AuditServiceClient is a client for the tally.v1.AuditService service.
@@ -52,6 +55,11 @@ type AuditServiceClient interface {
 	// bytes), every prev_hash the previous event's hash, and tenant sequences
 	// must run 1, 2, 3... without gaps or repeats.
 	VerifyChain(context.Context, *connect.Request[v1.VerifyChainRequest]) (*connect.Response[v1.VerifyChainResponse], error)
+	// ListChanges lists a tenant's configuration changes (allocation rules,
+	// budgets, invoices, period closes, FX rates, resource tags) from the
+	// change log read model, newest first: who made each, who approved it,
+	// when, and the configuration before and after with the fields changed.
+	ListChanges(context.Context, *connect.Request[v1.ListChangesRequest]) (*connect.Response[v1.ListChangesResponse], error)
 }
 
 // NewAuditServiceClient constructs a client for the tally.v1.AuditService service. By default, it
@@ -78,6 +86,13 @@ func NewAuditServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listChanges: connect.NewClient[v1.ListChangesRequest, v1.ListChangesResponse](
+			httpClient,
+			baseURL+AuditServiceListChangesProcedure,
+			connect.WithSchema(auditServiceMethods.ByName("ListChanges")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -85,6 +100,7 @@ func NewAuditServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type auditServiceClient struct {
 	replayEvents *connect.Client[v1.ReplayEventsRequest, v1.ReplayEventsResponse]
 	verifyChain  *connect.Client[v1.VerifyChainRequest, v1.VerifyChainResponse]
+	listChanges  *connect.Client[v1.ListChangesRequest, v1.ListChangesResponse]
 }
 
 // ReplayEvents calls tally.v1.AuditService.ReplayEvents.
@@ -95,6 +111,11 @@ func (c *auditServiceClient) ReplayEvents(ctx context.Context, req *connect.Requ
 // VerifyChain calls tally.v1.AuditService.VerifyChain.
 func (c *auditServiceClient) VerifyChain(ctx context.Context, req *connect.Request[v1.VerifyChainRequest]) (*connect.Response[v1.VerifyChainResponse], error) {
 	return c.verifyChain.CallUnary(ctx, req)
+}
+
+// ListChanges calls tally.v1.AuditService.ListChanges.
+func (c *auditServiceClient) ListChanges(ctx context.Context, req *connect.Request[v1.ListChangesRequest]) (*connect.Response[v1.ListChangesResponse], error) {
+	return c.listChanges.CallUnary(ctx, req)
 }
 
 // AuditServiceHandler is an implementation of the tally.v1.AuditService service.
@@ -108,6 +129,11 @@ type AuditServiceHandler interface {
 	// bytes), every prev_hash the previous event's hash, and tenant sequences
 	// must run 1, 2, 3... without gaps or repeats.
 	VerifyChain(context.Context, *connect.Request[v1.VerifyChainRequest]) (*connect.Response[v1.VerifyChainResponse], error)
+	// ListChanges lists a tenant's configuration changes (allocation rules,
+	// budgets, invoices, period closes, FX rates, resource tags) from the
+	// change log read model, newest first: who made each, who approved it,
+	// when, and the configuration before and after with the fields changed.
+	ListChanges(context.Context, *connect.Request[v1.ListChangesRequest]) (*connect.Response[v1.ListChangesResponse], error)
 }
 
 // NewAuditServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -130,12 +156,21 @@ func NewAuditServiceHandler(svc AuditServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	auditServiceListChangesHandler := connect.NewUnaryHandler(
+		AuditServiceListChangesProcedure,
+		svc.ListChanges,
+		connect.WithSchema(auditServiceMethods.ByName("ListChanges")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/tally.v1.AuditService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuditServiceReplayEventsProcedure:
 			auditServiceReplayEventsHandler.ServeHTTP(w, r)
 		case AuditServiceVerifyChainProcedure:
 			auditServiceVerifyChainHandler.ServeHTTP(w, r)
+		case AuditServiceListChangesProcedure:
+			auditServiceListChangesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -151,4 +186,8 @@ func (UnimplementedAuditServiceHandler) ReplayEvents(context.Context, *connect.R
 
 func (UnimplementedAuditServiceHandler) VerifyChain(context.Context, *connect.Request[v1.VerifyChainRequest]) (*connect.Response[v1.VerifyChainResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tally.v1.AuditService.VerifyChain is not implemented"))
+}
+
+func (UnimplementedAuditServiceHandler) ListChanges(context.Context, *connect.Request[v1.ListChangesRequest]) (*connect.Response[v1.ListChangesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tally.v1.AuditService.ListChanges is not implemented"))
 }

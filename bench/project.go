@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tally-ledger/tally/bench/rawcopy"
+	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections"
+	"github.com/tally-ledger/tally/projections/ledger"
+	"github.com/tally-ledger/tally/services/focus"
+	"github.com/tally-ledger/tally/services/focusgen"
+	"github.com/tally-ledger/tally/services/ingest"
+)
+
+// ProjectConfig sizes the projection benchmark.
+type ProjectConfig struct {
+	Rows int // of the generated FOCUS bill: one cost event each
+	// BatchEvents per projection transaction; 0 is 5000, the runner's default.
+	BatchEvents int
+	// Rebuild also times a zero-downtime rebuild of the projected ledger.
+	Rebuild bool
+	Dir     string // scratch space for the generated file and the log
+	Logger  *slog.Logger
+}
+
+// ProjectReport is the ledger projection of an ingested bill beside raw CopyFrom of the same
+// rows, and the rebuild of that ledger.
+type ProjectReport struct {
+	// Project: the runner folding every cost event of the log into an empty ledger
+	// (Runner.CatchUp: read and decode the log, line rows, history rows, daily rollup, one
+	// transaction and checkpoint per batch).
+	Project Rate `json:"project"`
+	// RawCopy: pgx CopyFrom of the same lines rows, prebuilt in memory, into a lines table of
+	// the same shape (see package rawcopy), in one transaction.
+	RawCopy Rate    `json:"raw_copyfrom_lines"`
+	Ratio   float64 `json:"project_vs_raw_copyfrom"`
+	// Rebuild: Runner.Rebuild of the projected ledger (replay into ledger_next beside the live
+	// copy, swap), when asked for.
+	Rebuild     *Rate `json:"rebuild,omitempty"`
+	BatchEvents int   `json:"batch_events"`
+}
+
+// RunProject generates a FOCUS 1.3 bill of cfg.Rows rows and ingests it (not timed), then
+// times, in this order: the ledger projection of the log into an empty ledger, its rebuild
+// (if asked), and raw CopyFrom of the same lines rows into a table of the same shape. Each
+// measured stage starts after a CHECKPOINT and a garbage collection, and its peak RSS is its
+// own (ResetPeakRSS; the raw copy's includes its prebuilt rows). The raw rows are built after
+// the projection and rebuild, so that their memory is not charged to them.
+func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
+	rep := ProjectReport{BatchEvents: cfg.BatchEvents}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if rep.BatchEvents <= 0 {
+		rep.BatchEvents = 5_000
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tally-bench-project-")
+		if err != nil {
+			return rep, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	path := filepath.Join(dir, "bill.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		return rep, err
+	}
+	if _, err := focusgen.Generate(ctx, f, focusgen.Params{Seed: 2, Period: time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC), Rows: cfg.Rows}); err != nil {
+		f.Close()
+		return rep, err
+	}
+	if err := f.Close(); err != nil {
+		return rep, err
+	}
+	pool, drop, err := scratchDB(ctx, cfg.Logger)
+	if err != nil {
+		return rep, err
+	}
+	defer drop()
+	e, nc, err := startServer(ctx, filepath.Join(dir, "nats"), false)
+	if err != nil {
+		return rep, err
+	}
+	defer e.Shutdown()
+	defer nc.Close()
+	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return rep, err
+	}
+	r, err := focus.Open(path)
+	if err != nil {
+		return rep, err
+	}
+	sum, err := ingest.Ingest(ctx, store, pool, "bench", r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	r.Close()
+	if err != nil {
+		return rep, fmt.Errorf("ingest the bill to project: %w", err)
+	}
+	events := int(sum.Appended)
+	cfg.Logger.Info("ingested the bill to project", "events", events)
+
+	runner, err := projections.NewRunner(pool, store, projections.Options{BatchEvents: rep.BatchEvents,
+		Logger: slog.New(slog.DiscardHandler)}, ledger.New())
+	if err != nil {
+		return rep, err
+	}
+	if err := runner.Setup(ctx); err != nil {
+		return rep, err
+	}
+	clean()
+	rawcopy.Settle(ctx, pool)
+	ResetPeakRSS()
+	start := time.Now()
+	if err := runner.CatchUp(ctx); err != nil {
+		return rep, fmt.Errorf("project: %w", err)
+	}
+	d := time.Since(start)
+	if err := checkLedger(ctx, pool, "ledger", events); err != nil {
+		return rep, err
+	}
+	rep.Project = Rate{Name: "project cost events -> ledger (runner)", Events: events, Duration: d,
+		PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
+	cfg.Logger.Info("measured", "stage", rep.Project.Name, "per_sec", int(rep.Project.PerSec), "peak_rss_mib", int(rep.Project.PeakRSSMiB))
+
+	if cfg.Rebuild {
+		clean()
+		rawcopy.Settle(ctx, pool)
+		ResetPeakRSS()
+		var last projections.Progress
+		start := time.Now()
+		if err := runner.Rebuild(ctx, ledger.Name, func(p projections.Progress) { last = p }); err != nil {
+			return rep, fmt.Errorf("rebuild: %w", err)
+		}
+		d := time.Since(start)
+		if !last.Swapped || last.Events != int64(events) {
+			return rep, fmt.Errorf("rebuild folded %d events (swapped %v), want %d", last.Events, last.Swapped, events)
+		}
+		if err := checkLedger(ctx, pool, "ledger", events); err != nil {
+			return rep, err
+		}
+		rep.Rebuild = &Rate{Name: "rebuild ledger (replay beside live, swap)", Events: events, Duration: d,
+			PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
+		cfg.Logger.Info("measured", "stage", rep.Rebuild.Name, "seconds", d.Seconds(), "peak_rss_mib", int(rep.Rebuild.PeakRSSMiB))
+	}
+
+	ResetPeakRSS()
+	var raw rawcopy.Lines
+	if err := store.Read(ctx, eventstore.ReadFilter{Kinds: ledger.New().Kinds()}, raw.Add); err != nil {
+		return rep, err
+	}
+	if len(raw.Rows) != events {
+		return rep, fmt.Errorf("log holds %d recorded lines, ingest appended %d", len(raw.Rows), events)
+	}
+	clean()
+	if d, err = raw.CopyLines(ctx, pool, "ledger_raw"); err != nil {
+		return rep, err
+	}
+	rep.RawCopy = Rate{Name: "raw pgx CopyFrom of the same lines rows", Events: events, Duration: d,
+		PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
+	rep.Ratio = rep.Project.PerSec / rep.RawCopy.PerSec
+	cfg.Logger.Info("measured", "stage", rep.RawCopy.Name, "per_sec", int(rep.RawCopy.PerSec))
+	return rep, nil
+}
+
+// checkLedger checks that schema's ledger holds one line and one history row per event.
+func checkLedger(ctx context.Context, pool *pgxpool.Pool, schema string, events int) error {
+	s := pgx.Identifier{schema}.Sanitize()
+	var lines, history int
+	if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM "+s+".lines), (SELECT count(*) FROM "+s+".line_history)").Scan(&lines, &history); err != nil {
+		return err
+	}
+	if lines != events || history != events {
+		return fmt.Errorf("%s holds %d lines and %d history rows for %d events", schema, lines, history, events)
+	}
+	return nil
+}
