@@ -170,7 +170,9 @@ func (q *Queries) Cost(ctx context.Context, qu Query) ([]Row, error) {
 			b.where = append(b.where, "l.day < "+b.arg(qu.To.UTC().Format(time.DateOnly))+"::date")
 		}
 	} else {
-		start := "coalesce(l.charge_period_start, l.billing_period_start)"
+		// The expression of lines_tenant_start_idx (schema.sql: CASE, not coalesce, so that
+		// the index serves reads behind row-level security).
+		start := "(CASE WHEN l.charge_period_start IS NULL THEN l.billing_period_start ELSE l.charge_period_start END)"
 		if !qu.From.IsZero() {
 			b.where = append(b.where, start+" >= "+b.arg(qu.From))
 		}

@@ -42,10 +42,14 @@ CREATE TABLE ledger_schema.lines (
     PRIMARY KEY (tenant_id, billing_period_start, provider, billing_account_id, line_key)
 ) PARTITION BY RANGE (billing_period_start);
 
--- Queries bound a line's day by coalesce(charge_period_start, billing_period_start): an index
--- on that expression lets a range find its lines in each partition (on charge_period_start
--- alone, the planner scanned every line of the tenant, and JIT-compiled the plan for seconds).
-CREATE INDEX lines_tenant_start_idx ON ledger_schema.lines (tenant_id, (coalesce(charge_period_start, billing_period_start)));
+-- Queries bound a line's day by its charge period start, or its billing period start where it
+-- has none: an index on that expression lets a range find its lines in each partition (on
+-- charge_period_start alone, the planner scanned every line of the tenant, and JIT-compiled the
+-- plan for seconds). It is written as CASE, not coalesce(): under row-level security (queries
+-- run as tally_reader) PostgreSQL treats COALESCE as leaky and would not use the index, reading
+-- every line of the tenant (a tag-filtered month: 723 ms with coalesce, 347 ms with CASE).
+CREATE INDEX lines_tenant_start_idx ON ledger_schema.lines (tenant_id,
+    (CASE WHEN charge_period_start IS NULL THEN billing_period_start ELSE charge_period_start END));
 
 -- line_history: every record, restatement and retraction, with the event that made it and the
 -- signed delta it made to the line's amounts. An event is one row, named by its place in the
