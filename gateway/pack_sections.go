@@ -16,10 +16,10 @@ import (
 
 // readModelSections are the compliance pack's files from the finance read models, the
 // default Config.PackSections: the period's realized savings and their evidence, the
-// allocation (allocated per cost center per day and unallocated) and the change log. Each is
-// read in its own read-only transaction as the tenant (storage.ReadAsTenant; the allocation
-// and change-log queries do it themselves), behind the
-// row-level-security wall like every tenant read.
+// allocation (allocated per cost center per day and unallocated) and the tenant's whole change
+// log. Each is read in its own read-only transaction as the tenant (storage.ReadAsTenant; the
+// allocation and change-log queries do it themselves), behind the row-level-security wall like
+// every tenant read.
 func readModelSections(pool *pgxpool.Pool) PackSections {
 	section := func(tenant, name string, write func(ctx context.Context, tx pgx.Tx, w io.Writer) error) exports.Section {
 		return exports.Section{Name: name, Write: func(ctx context.Context, w io.Writer) error {
@@ -38,8 +38,11 @@ func readModelSections(pool *pgxpool.Pool) PackSections {
 			{Name: "allocation.csv", Write: func(ctx context.Context, w io.Writer) error {
 				return allocation.NewQueries(pool).WriteCSV(ctx, w, tenant, period)
 			}},
+			// Every change of the tenant, not only those recorded in the period's month: a
+			// change recorded at any time may bear on the period (a rule effective from it, an
+			// invoice or a close for it, a rate of one of its days).
 			{Name: "changelog.csv", Write: func(ctx context.Context, w io.Writer) error {
-				return changelog.NewQueries(pool).WriteCSV(ctx, w, tenant, period)
+				return changelog.NewQueries(pool).WriteCSV(ctx, w, tenant, "")
 			}},
 		}
 	}
