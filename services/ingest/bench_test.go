@@ -19,12 +19,19 @@ import (
 // TALLY_BENCH_ROWS rows (default 100,000) end to end: file to durable
 // events, with the ingest state updated. One op is one row; run with
 // -benchtime=1x. `make bench` puts the figure beside raw JetStream publish.
+// TALLY_BENCH_BATCH sets Options.BatchEvents (default: the ingest's).
 func BenchmarkIngest(b *testing.B) {
 	rows := 100_000
 	if s := os.Getenv("TALLY_BENCH_ROWS"); s != "" {
 		n, err := strconv.Atoi(s)
 		require.NoError(b, err)
 		rows = n
+	}
+	var opts ingest.Options
+	if s := os.Getenv("TALLY_BENCH_BATCH"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(b, err)
+		opts.BatchEvents = n
 	}
 	path := filepath.Join(b.TempDir(), "bill.csv")
 	f, err := os.Create(path)
@@ -38,7 +45,7 @@ func BenchmarkIngest(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r, err := focus.Open(path)
 		require.NoError(b, err)
-		sum, err := ingest.Ingest(ctxT(b), e.store, e.pool, "bench-"+strconv.Itoa(i), r, ingest.Options{})
+		sum, err := ingest.Ingest(ctxT(b), e.store, e.pool, "bench-"+strconv.Itoa(i), r, opts)
 		require.NoError(b, err)
 		require.Equal(b, int64(rows), sum.Appended)
 		b.Logf("timings: %+v", sum.Timings)
