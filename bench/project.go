@@ -29,6 +29,21 @@ type ProjectConfig struct {
 	Rebuild bool
 	Dir     string // scratch space for the generated file and the log
 	Logger  *slog.Logger
+	// Then, when set, is called with the projected ledger once the project, rebuild and raw
+	// copy stages are measured, before the database and the log are dropped: the query and
+	// export stages (RunQuery, RunExport) measure that ledger rather than building another.
+	// Its error is RunProject's.
+	Then func(ctx context.Context, l Ledger) error
+}
+
+// Ledger is the ledger the project stage built: one tenant's generated bill of one month,
+// projected into the live ledger of a scratch database, with the log it was folded from.
+type Ledger struct {
+	Pool   *pgxpool.Pool
+	Store  *eventstore.Store
+	Tenant string
+	Month  time.Time // the bill's billing period (first instant, UTC)
+	Lines  int       // ledger lines, one per cost event
 }
 
 // ProjectReport is the ledger projection of an ingested bill beside raw CopyFrom of the same
@@ -76,7 +91,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	if _, err := focusgen.Generate(ctx, f, focusgen.Params{Seed: 2, Period: time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC), Rows: cfg.Rows}); err != nil {
+	if _, err := focusgen.Generate(ctx, f, focusgen.Params{Seed: 2, Period: projectMonth, Rows: cfg.Rows}); err != nil {
 		f.Close()
 		return rep, err
 	}
@@ -102,7 +117,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	sum, err := ingest.Ingest(ctx, store, pool, "bench", r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	sum, err := ingest.Ingest(ctx, store, pool, projectTenant, r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
 	r.Close()
 	if err != nil {
 		return rep, fmt.Errorf("ingest the bill to project: %w", err)
@@ -170,8 +185,20 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 		PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
 	rep.Ratio = rep.Project.PerSec / rep.RawCopy.PerSec
 	cfg.Logger.Info("measured", "stage", rep.RawCopy.Name, "per_sec", int(rep.RawCopy.PerSec))
+	if cfg.Then != nil {
+		raw = rawcopy.Lines{} // not charged to the next stages
+		clean()
+		if err := cfg.Then(ctx, Ledger{Pool: pool, Store: store, Tenant: projectTenant, Month: projectMonth, Lines: events}); err != nil {
+			return rep, err
+		}
+	}
 	return rep, nil
 }
+
+// The tenant and billing month of the project stage's generated bill.
+const projectTenant = "bench"
+
+var projectMonth = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 
 // checkLedger checks that schema's ledger holds one line and one history row per event.
 func checkLedger(ctx context.Context, pool *pgxpool.Pool, schema string, events int) error {

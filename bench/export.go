@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/tally-ledger/tally/exports"
+)
+
+// ExportReport is the FOCUS CSV export of the projected ledger beside a raw COPY of the same
+// ledger rows.
+type ExportReport struct {
+	// Export: exports.WriteFOCUSCSV of the tenant's month to io.Discard (ledger lines merge-
+	// joined with their events from the log, 65 FOCUS columns), as the gateway's ExportFocus
+	// calls it; Events is the lines written.
+	Export Rate `json:"export"`
+	// RawCopy: COPY (SELECT * FROM ledger.lines WHERE tenant and month) TO STDOUT through
+	// pgx's CopyTo into io.Discard: the database's own cost of handing over the same rows.
+	RawCopy Rate    `json:"raw_copyto_lines"`
+	Ratio   float64 `json:"export_vs_raw_copyto"`
+	Bytes   int64   `json:"export_bytes"`
+	// PeakHeapMiB is the most Go heap in use during the export (sampled every 100 ms), and
+	// HeapLiveMiB the most marked live by a GC: with the in-process nats-server, the export's
+	// RSS includes the server's reading of the log.
+	PeakHeapMiB float64 `json:"export_peak_heap_mib"`
+	HeapLiveMiB float64 `json:"export_peak_heap_live_mib"`
+	// BaseHeapMiB is the Go heap in use just before the export, after a GC (the in-process
+	// nats-server's and the pool's): the export's own is the peak above it.
+	BaseHeapMiB float64 `json:"export_base_heap_mib"`
+}
+
+// RunExport times exports.WriteFOCUSCSV of l's tenant and month, then the raw COPY of the
+// same ledger rows, each after a garbage collection and with its own peak RSS.
+func RunExport(ctx context.Context, l Ledger, logger *slog.Logger) (ExportReport, error) {
+	var rep ExportReport
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rng := exports.Range{Tenant: l.Tenant, From: l.Month, To: l.Month.AddDate(0, 1, 0)}
+
+	clean()
+	ResetPeakRSS()
+	w := &countWriter{}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rep.BaseHeapMiB = float64(ms.HeapAlloc) / (1 << 20)
+	heap := watchHeap()
+	start := time.Now()
+	n, err := exports.WriteFOCUSCSV(ctx, w, exports.Source{DB: l.Pool, Log: l.Store}, rng)
+	d := time.Since(start)
+	rep.PeakHeapMiB, rep.HeapLiveMiB = heap()
+	if err != nil {
+		return rep, fmt.Errorf("export: %w", err)
+	}
+	if n != int64(l.Lines) {
+		return rep, fmt.Errorf("export wrote %d lines, the ledger holds %d", n, l.Lines)
+	}
+	rep.Bytes = w.n
+	rep.Export = Rate{Name: "export FOCUS CSV of the month (io.Discard)", Events: int(n), Duration: d,
+		PerSec: float64(n) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
+	logger.Info("measured", "stage", rep.Export.Name, "per_sec", int(rep.Export.PerSec), "bytes", w.n, "peak_rss_mib", int(rep.Export.PeakRSSMiB))
+
+	// COPY takes no parameters: the tenant (validated by eventstore.ValidateTenant at ingest)
+	// and the bounds go in as quoted literals.
+	lit := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	sql := fmt.Sprintf(`COPY (SELECT * FROM ledger.lines WHERE tenant_id = %s AND billing_period_start >= %s AND billing_period_start < %s) TO STDOUT`,
+		lit(rng.Tenant), lit(rng.From.Format(time.RFC3339)), lit(rng.To.Format(time.RFC3339)))
+	conn, err := l.Pool.Acquire(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer conn.Release()
+	clean()
+	ResetPeakRSS()
+	start = time.Now()
+	tag, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, sql)
+	d = time.Since(start)
+	if err != nil {
+		return rep, fmt.Errorf("raw copy to: %w", err)
+	}
+	if tag.RowsAffected() != n {
+		return rep, fmt.Errorf("raw copy to: %d rows, the export wrote %d", tag.RowsAffected(), n)
+	}
+	rep.RawCopy = Rate{Name: "raw pgx CopyTo of the same lines rows", Events: int(n), Duration: d,
+		PerSec: float64(n) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
+	rep.Ratio = rep.Export.PerSec / rep.RawCopy.PerSec
+	logger.Info("measured", "stage", rep.RawCopy.Name, "per_sec", int(rep.RawCopy.PerSec))
+	return rep, nil
+}
+
+// countWriter discards what it is given and counts the bytes.
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
+}
