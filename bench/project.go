@@ -23,7 +23,7 @@ import (
 // ProjectConfig sizes the projection benchmark.
 type ProjectConfig struct {
 	Rows int // of the generated FOCUS bill: one cost event each
-	// BatchEvents per projection transaction; 0 is 5000, the runner's default.
+	// BatchEvents per projection transaction; 0 is 20,000, the runner's default.
 	BatchEvents int
 	// Rebuild also times a zero-downtime rebuild of the projected ledger.
 	Rebuild bool
@@ -75,7 +75,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if rep.BatchEvents <= 0 {
-		rep.BatchEvents = 5_000
+		rep.BatchEvents = 20_000
 	}
 	dir := cfg.Dir
 	if dir == "" {

@@ -20,7 +20,10 @@ import (
 // Options configures a Runner. The zero value is usable.
 type Options struct {
 	// BatchEvents: a batch is committed once it holds at least this many events (whole log
-	// messages are never split, so a batch may hold more). Default 5000.
+	// messages are never split, so a batch may hold more). Default 20,000: folding 1M events
+	// into the ledger ran at 55.8-55.9k events/s with 20,000 against 48.4-50.9k with 5,000
+	// (0.62-0.63x against 0.48-0.55x raw CopyFrom in the same runs; make bench's project stage,
+	// load average 2). A live tail's batches are smaller anyway: a batch takes what the log has.
 	BatchEvents int
 	// PollInterval: how often an idle worker asks the log for new events. Default 100 ms.
 	PollInterval time.Duration
@@ -40,7 +43,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.BatchEvents <= 0 {
-		o.BatchEvents = 5000
+		o.BatchEvents = 20_000
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 100 * time.Millisecond

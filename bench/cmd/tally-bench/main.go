@@ -34,7 +34,7 @@ func main() {
 	raw := flag.Int("raw-events", 0, "log stage: events for raw publish with default fsync (default: -events)")
 	rawSync := flag.Int("raw-sync-events", 50_000, "log stage: events for raw publish with sync_interval: always (a sample: it runs at a few thousand a second)")
 	rows := flag.Int("rows", 1_000_000, "ingest, project and rebuild stages: rows of the generated FOCUS bill (one cost event each)")
-	projectBatch := flag.Int("project-batch", 5_000, "project and rebuild stages: events per projection transaction (5000 is the runner's default)")
+	projectBatch := flag.Int("project-batch", 20_000, "project and rebuild stages: events per projection transaction (20000 is the runner's default)")
 	queries := flag.Int("queries", 200, "query stage: measured runs of the query (after 10 warm-up runs)")
 	out := flag.String("json", "", "write the figures as JSON to this file")
 	flag.Parse()
