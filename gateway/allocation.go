@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -273,24 +272,7 @@ func (s *AllocationServer) ready(ctx context.Context, minSeq uint64) error {
 	if minSeq == 0 {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	var err error
-	if s.runner != nil {
-		err = s.runner.WaitFor(wctx, allocation.Name, minSeq)
-	} else {
-		err = projections.WaitFor(wctx, s.pool, allocation.Name, minSeq, waitPoll)
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, projections.ErrUnknownProjection):
-		return connect.NewError(connect.CodeUnavailable, errors.New("the allocation read model is not set up yet: is a projector (tally serve with the projector role) running?"))
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
-			"the allocation read model had not folded stream sequence %d (min_seq) before the deadline: retry later", minSeq))
-	}
-	return err
+	return waitForProjection(ctx, s.runner, s.pool, allocation.Name, "allocation", "min_seq", minSeq)
 }
 
 // undefinedTable is PostgreSQL's SQLSTATE undefined_table.

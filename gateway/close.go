@@ -180,23 +180,7 @@ func (s *CloseServer) waitForHead(ctx context.Context, tenant string) (eventstor
 	if head.Seq == 0 {
 		return head, nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	if s.runner != nil {
-		err = s.runner.WaitFor(wctx, closepkg.Name, head.StreamSeq)
-	} else {
-		err = projections.WaitFor(wctx, s.pool, closepkg.Name, head.StreamSeq, waitPoll)
-	}
-	switch {
-	case err == nil:
-		return head, nil
-	case errors.Is(err, projections.ErrUnknownProjection):
-		return head, connect.NewError(connect.CodeUnavailable, errors.New("the close read model is not set up yet: is a projector (tally serve with the projector role) running?"))
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		return head, connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
-			"the close read model had not folded the tenant's newest event (stream sequence %d) within %s: retry later", head.StreamSeq, maxWait))
-	}
-	return head, err
+	return head, waitForProjection(ctx, s.runner, s.pool, closepkg.Name, "close", "the tenant's newest event", head.StreamSeq)
 }
 
 // closeErr maps closepkg's errors to Connect codes: a request to fix is InvalidArgument, a

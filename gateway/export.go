@@ -10,7 +10,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/shopspring/decimal"
 
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/exports"
@@ -169,21 +168,9 @@ func (s *ExportServer) ExportFocus(ctx context.Context, req *connect.Request[tal
 func (s *ExportServer) ExportClosePackage(ctx context.Context, req *connect.Request[tallyv1.ExportClosePackageRequest], stream *connect.ServerStream[tallyv1.ExportClosePackageResponse]) error {
 	m := req.Msg
 	c := callOf(req.Spec(), req.Peer(), m.GetTenantId())
-	err := checkTenant("tenant_id", m.GetTenantId())
-	if err == nil {
-		err = month("period", m.GetPeriod(), true)
-	}
-	if err == nil {
-		err = optionalID("provider", m.GetProvider())
-	}
-	var opts closepkg.Options
-	if err == nil && m.GetTolerancePct() != "" {
-		var tol decimal.Decimal
-		if _, tol, err = parseDecimal("tolerance_pct", m.GetTolerancePct()); err == nil && tol.IsNegative() {
-			err = fieldErr("tolerance_pct", "%s is negative", quote(m.GetTolerancePct()))
-		}
-		opts.TolerancePct = &tol
-	}
+	// The same arguments as CloseService/GetClosePackage, checked the same way.
+	tol, err := packageArgs(m.GetTenantId(), m.GetPeriod(), m.GetProvider(), m.GetTolerancePct())
+	opts := closepkg.Options{TolerancePct: tol}
 	render, ext, ctype := closepkg.WriteJSON, "json", "application/json"
 	switch m.GetFormat() {
 	case tallyv1.ClosePackageFormat_CLOSE_PACKAGE_FORMAT_UNSPECIFIED, tallyv1.ClosePackageFormat_CLOSE_PACKAGE_FORMAT_JSON:

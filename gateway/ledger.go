@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -125,28 +124,5 @@ func (s *LedgerServer) cost(ctx context.Context, q ledger.Query, minSeq uint64) 
 // waitFor returns once the ledger has folded stream sequence seq, within
 // the request's deadline and maxWait.
 func (s *LedgerServer) waitFor(ctx context.Context, seq uint64) error {
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	var err error
-	if s.runner != nil {
-		err = s.runner.WaitFor(wctx, ledger.Name, seq)
-	} else {
-		err = projections.WaitFor(wctx, s.pool, ledger.Name, seq, waitPoll)
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, projections.ErrUnknownProjection):
-		return connect.NewError(connect.CodeUnavailable, errors.New("the ledger read model is not set up yet: is a projector (tally serve with the projector role) running?"))
-	case errors.Is(err, context.DeadlineExceeded):
-		at := "unknown"
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer ccancel()
-		if cp, cerr := projections.Checkpoint(cctx, s.pool, ledger.Name); cerr == nil {
-			at = fmt.Sprint(cp)
-		}
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
-			"the ledger had not folded stream sequence %d (min_seq) before the deadline; it stands at %s: retry later", seq, at))
-	}
-	return err
+	return waitForProjection(ctx, s.runner, s.pool, ledger.Name, "ledger", "min_seq", seq)
 }

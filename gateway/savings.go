@@ -159,7 +159,7 @@ func (s *SavingsServer) read(ctx context.Context, tenant string, minSeq uint64, 
 		return connect.NewError(connect.CodeUnavailable, errors.New("this server has no database to read savings from"))
 	}
 	if minSeq > 0 {
-		if err := waitForProjection(ctx, s.runner, s.pool, savings.Name, "savings", minSeq); err != nil {
+		if err := waitForProjection(ctx, s.runner, s.pool, savings.Name, "savings", "min_seq", minSeq); err != nil {
 			return err
 		}
 	}
@@ -170,37 +170,6 @@ func (s *SavingsServer) read(ctx context.Context, tenant string, minSeq uint64, 
 	case errors.Is(err, savings.ErrInvalid):
 		// Validation above should have caught it; the read model's message says what is wrong.
 		return connect.NewError(connect.CodeInvalidArgument, err)
-	}
-	return err
-}
-
-// waitForProjection returns once projection name (what, for messages) has folded stream
-// sequence seq, within the request's deadline and maxWait: woken by runner when this process
-// projects, else polling pool.
-func waitForProjection(ctx context.Context, runner *projections.Runner, pool *pgxpool.Pool, name, what string, seq uint64) error {
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	var err error
-	if runner != nil {
-		err = runner.WaitFor(wctx, name, seq)
-	} else {
-		err = projections.WaitFor(wctx, pool, name, seq, waitPoll)
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, projections.ErrUnknownProjection):
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-			"the %s read model is not set up yet: is a projector (tally serve with the projector role) running?", what))
-	case errors.Is(err, context.DeadlineExceeded):
-		at := "unknown"
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer ccancel()
-		if cp, cerr := projections.Checkpoint(cctx, pool, name); cerr == nil {
-			at = fmt.Sprint(cp)
-		}
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
-			"the %s read model had not folded stream sequence %d (min_seq) before the deadline; it stands at %s: retry later", what, seq, at))
 	}
 	return err
 }

@@ -58,20 +58,11 @@ func NewQueries(db DB) *Queries { return &Queries{db: db, schema: Name} }
 func NewQueriesIn(db DB, schema string) *Queries { return &Queries{db: db, schema: schema} }
 
 // read runs fn in one read-only, repeatable-read transaction as storage.ReaderRole with the
-// tenant set, so that PostgreSQL's row-level security (projections.SecureSchema) shows fn
-// only tenant's rows, besides the tenant filter every query has: the same wall as
-// storage.ReadAsTenant, with a snapshot for the queries that read twice.
+// tenant set (storage.ReadAsTenantTx), so that PostgreSQL's row-level security
+// (projections.SecureSchema) shows fn only tenant's rows, besides the tenant filter every
+// query has, with one snapshot for the queries that read twice.
 func (q *Queries) read(ctx context.Context, tenant string, fn func(tx pgx.Tx) error) error {
-	tx, err := q.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return fmt.Errorf("allocation: begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SELECT set_config('role', $1, true), set_config($2, $3, true)",
-		storage.ReaderRole, storage.TenantSetting, tenant); err != nil {
-		return fmt.Errorf("allocation: read as tenant %q: %w", tenant, err)
-	}
-	return fn(tx)
+	return storage.ReadAsTenantTx(ctx, q.db, tenant, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, fn)
 }
 
 func (q *Queries) sql(s string) string { return inSchema(s, q.schema) }
