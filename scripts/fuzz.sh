@@ -6,6 +6,9 @@
 #   scripts/fuzz.sh                       every target in ./...
 #   FUZZTIME=10m scripts/fuzz.sh ./gateway  the targets of some packages only
 #
+# FUZZPARALLEL (default: go test's, GOMAXPROCS) is the number of fuzz workers; 1 leaves the
+# other cores to other work.
+#
 # FUZZMINIMIZETIME (default 5s) bounds the minimisation of each new input, which otherwise
 # stalls a short run on a busy machine. FUZZTIMEOUT (default 2h) is go test's -timeout and must
 # exceed FUZZTIME.
@@ -20,6 +23,7 @@ GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-30s}
 FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-5s}
 FUZZTIMEOUT=${FUZZTIMEOUT:-2h}
+FUZZPARALLEL=${FUZZPARALLEL:-}
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 
@@ -62,7 +66,7 @@ for t in "${targets[@]}"; do
 	echo "=== $name ($pkg)"
 	rc=0
 	$GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" \
-		-timeout "$FUZZTIMEOUT" "$pkg" 2>&1 | tee "$out" || rc=$?
+		-timeout "$FUZZTIMEOUT" ${FUZZPARALLEL:+-parallel "$FUZZPARALLEL"} "$pkg" 2>&1 | tee "$out" || rc=$?
 	[ "$rc" -eq 0 ] && continue
 	after=$(files "$corpus")
 	if [ "$after" -eq "$before" ] && grep -qx '    context deadline exceeded' "$out" && ! grep -q 'Failing input' "$out"; then
