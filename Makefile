@@ -57,9 +57,12 @@ lint:
 
 ## bench: durable append vs the machine's raw JetStream limits, in one run.
 ## Also: project (ledger fold of BENCH_ROWS ingested events vs raw pgx CopyFrom of the same rows) and rebuild.
+## The log runs in a nats-server process of its own (built from the version go.mod pins), as in
+## production, so that each stage's peak RSS is Tally's apart from the server's.
 bench:
-	@mkdir -p "$(BENCH_OUT)"
-	$(GO) run ./bench/cmd/tally-bench -events $(BENCH_EVENTS) -rows $(BENCH_ROWS) -json "$(BENCH_OUT)/bench.json"
+	@mkdir -p "$(BENCH_OUT)/bin"
+	$(GO) build -o "$(BENCH_OUT)/bin/nats-server" github.com/nats-io/nats-server/v2
+	$(GO) run ./bench/cmd/tally-bench -nats-server "$(BENCH_OUT)/bin/nats-server" -events $(BENCH_EVENTS) -rows $(BENCH_ROWS) -json "$(BENCH_OUT)/bench.json"
 
 ## load: bounded loopback load tests (tally-load): 64 clients querying a 1,000,000-line ledger, and
 ## single-event appends at 500/s through the gateway beside raw JetStream publish. The first run

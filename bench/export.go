@@ -24,13 +24,11 @@ type ExportReport struct {
 	RawCopy Rate    `json:"raw_copyto_lines"`
 	Ratio   float64 `json:"export_vs_raw_copyto"`
 	Bytes   int64   `json:"export_bytes"`
-	// PeakHeapMiB is the most Go heap in use during the export (sampled every 100 ms), and
-	// HeapLiveMiB the most marked live by a GC: with the in-process nats-server, the export's
-	// RSS includes the server's reading of the log.
+	// PeakHeapMiB and HeapLiveMiB are Export.GoHeapPeakMiB and GoHeapLiveMiB.
 	PeakHeapMiB float64 `json:"export_peak_heap_mib"`
 	HeapLiveMiB float64 `json:"export_peak_heap_live_mib"`
-	// BaseHeapMiB is the Go heap in use just before the export, after a GC (the in-process
-	// nats-server's and the pool's): the export's own is the peak above it.
+	// BaseHeapMiB is the Go heap in use just before the export, after a GC (the pool's, and
+	// the nats-server's when in-process): the export's own is the peak above it.
 	BaseHeapMiB float64 `json:"export_base_heap_mib"`
 }
 
@@ -43,18 +41,15 @@ func RunExport(ctx context.Context, l Ledger, logger *slog.Logger) (ExportReport
 	}
 	rng := exports.Range{Tenant: l.Tenant, From: l.Month, To: l.Month.AddDate(0, 1, 0)}
 
-	clean()
-	ResetPeakRSS()
 	w := &countWriter{}
+	m := l.h.measure("export", l.srv)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	rep.BaseHeapMiB = float64(ms.HeapAlloc) / (1 << 20)
-	heap := watchHeap()
 	start := time.Now()
 	n, err := exports.WriteFOCUSCSV(ctx, w, exports.Source{DB: l.Pool, Log: l.Store}, rng)
 	d := time.Since(start)
-	rep.PeakHeapMiB, rep.HeapLiveMiB = heap()
-	if err != nil {
+	if err := m.done(&rep.Export, err); err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
 	if n != int64(l.Lines) {
@@ -62,8 +57,10 @@ func RunExport(ctx context.Context, l Ledger, logger *slog.Logger) (ExportReport
 	}
 	rep.Bytes = w.n
 	rep.Export = Rate{Name: "export FOCUS CSV of the month (io.Discard)", Events: int(n), Duration: d,
-		PerSec: float64(n) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
-	logger.Info("measured", "stage", rep.Export.Name, "per_sec", int(rep.Export.PerSec), "bytes", w.n, "peak_rss_mib", int(rep.Export.PeakRSSMiB))
+		PerSec: float64(n) / d.Seconds(), Memory: rep.Export.Memory}
+	rep.PeakHeapMiB, rep.HeapLiveMiB = rep.Export.GoHeapPeakMiB, rep.Export.GoHeapLiveMiB
+	logger.Info("measured", "stage", rep.Export.Name, "per_sec", int(rep.Export.PerSec), "bytes", w.n,
+		"tally_peak_rss_mib", int(rep.Export.TallyPeakRSSMiB), "nats_peak_rss_mib", int(rep.Export.NATSPeakRSSMiB))
 
 	// COPY takes no parameters: the tenant (validated by eventstore.ValidateTenant at ingest)
 	// and the bounds go in as quoted literals.
@@ -75,19 +72,18 @@ func RunExport(ctx context.Context, l Ledger, logger *slog.Logger) (ExportReport
 		return rep, err
 	}
 	defer conn.Release()
-	clean()
-	ResetPeakRSS()
+	m = l.h.measure("export-raw-copy", l.srv)
 	start = time.Now()
 	tag, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, sql)
 	d = time.Since(start)
-	if err != nil {
+	if err := m.done(&rep.RawCopy, err); err != nil {
 		return rep, fmt.Errorf("raw copy to: %w", err)
 	}
 	if tag.RowsAffected() != n {
 		return rep, fmt.Errorf("raw copy to: %d rows, the export wrote %d", tag.RowsAffected(), n)
 	}
 	rep.RawCopy = Rate{Name: "raw pgx CopyTo of the same lines rows", Events: int(n), Duration: d,
-		PerSec: float64(n) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
+		PerSec: float64(n) / d.Seconds(), Memory: rep.RawCopy.Memory}
 	rep.Ratio = rep.Export.PerSec / rep.RawCopy.PerSec
 	logger.Info("measured", "stage", rep.RawCopy.Name, "per_sec", int(rep.RawCopy.PerSec))
 	return rep, nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 
 	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/migrations"
@@ -29,8 +28,10 @@ type IngestConfig struct {
 	// and the ingest each run against a nats-server process of their own
 	// (the same settings as the embedded one) instead of an in-process
 	// server, so that the ingest's memory and the server's are measured
-	// apart. Default: $TALLY_BENCH_NATS_SERVER.
+	// apart.
 	NATSServer string
+	// HeapProfiles, when set, is a directory for heap profiles (see meter).
+	HeapProfiles string
 }
 
 // IngestReport is one ingest of a generated bill beside raw publish.
@@ -40,17 +41,14 @@ type IngestReport struct {
 	Ratio      float64        `json:"ingest_vs_raw_default"`
 	FileBytes  int64          `json:"file_bytes"`
 	Timings    ingest.Timings `json:"timings_ns"`
-	// PeakRSSMiB is the bench process's peak resident set during the ingest
-	// alone (the peak is reset after raw publish): the ingest, the Go
-	// runtime and, unless the server is external, nats-server's.
+	// PeakRSSMiB is Ingest.TallyPeakRSSMiB: the bench process's peak resident set during
+	// the ingest alone (the ingest, the Go runtime and, unless the server is external,
+	// nats-server's).
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
-	// ServerPeakRSSMiB is the external nats-server process's peak resident
-	// set during the ingest; 0 with the in-process server.
+	// ServerPeakRSSMiB is Ingest.NATSPeakRSSMiB: the external nats-server process's peak
+	// resident set during the ingest; 0 with the in-process server.
 	ServerPeakRSSMiB float64 `json:"server_peak_rss_mib,omitempty"`
-	// PeakHeapMiB is the most Go heap in use in the bench process during
-	// the ingest (sampled every 100 ms), and HeapLiveMiB the most heap
-	// marked live by a GC: the rest of the heap is garbage not yet
-	// collected.
+	// PeakHeapMiB and HeapLiveMiB are Ingest.GoHeapPeakMiB and GoHeapLiveMiB.
 	PeakHeapMiB float64 `json:"peak_heap_mib"`
 	HeapLiveMiB float64 `json:"peak_heap_live_mib"`
 	// ExternalServer: NATSServer was used.
@@ -58,9 +56,9 @@ type IngestReport struct {
 }
 
 // RunIngest generates a FOCUS 1.3 bill of cfg.Rows rows, ingests it end to
-// end into an embedded JetStream (sync_interval: always) and a scratch
-// PostgreSQL database, and measures raw publish of as many events in the
-// same run.
+// end into JetStream (sync_interval: always; a nats-server process when
+// cfg.NATSServer is set, else in this process) and a scratch PostgreSQL
+// database, and measures raw publish of as many events in the same run.
 func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 	var rep IngestReport
 	if cfg.Logger == nil {
@@ -91,18 +89,10 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 		rep.FileBytes = st.Size()
 	}
 
-	if cfg.NATSServer == "" {
-		cfg.NATSServer = os.Getenv("TALLY_BENCH_NATS_SERVER")
-	}
 	rep.ExternalServer = cfg.NATSServer != ""
+	h := harness{cfg.NATSServer, cfg.HeapProfiles}
 
-	clean()
-	if rep.ExternalServer {
-		rep.RawDefault, err = rawPublishExternal(ctx, cfg.NATSServer, filepath.Join(dir, "raw"), cfg.Rows)
-	} else {
-		rep.RawDefault, err = rawPublish(ctx, filepath.Join(dir, "raw"), cfg.Rows, true)
-	}
-	if err != nil {
+	if rep.RawDefault, err = rawPublish(ctx, h, "ingest-raw-publish", filepath.Join(dir, "raw"), cfg.Rows, true); err != nil {
 		return rep, fmt.Errorf("raw publish: %w", err)
 	}
 	cfg.Logger.Info("measured", "stage", rep.RawDefault.Name, "per_sec", int(rep.RawDefault.PerSec))
@@ -112,56 +102,38 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 		return rep, err
 	}
 	defer drop()
-	var nc *nats.Conn
-	var srv *externalServer
-	if rep.ExternalServer {
-		if srv, err = startExternal(ctx, cfg.NATSServer, filepath.Join(dir, "nats"), false); err != nil {
-			return rep, err
-		}
-		defer srv.stop()
-		if nc, err = nats.Connect(srv.url); err != nil {
-			return rep, err
-		}
-	} else {
-		var e *eventstore.Embedded
-		if e, nc, err = startServer(ctx, filepath.Join(dir, "nats"), false); err != nil {
-			return rep, err
-		}
-		defer e.Shutdown()
+	srv, nc, err := startLog(ctx, cfg.NATSServer, filepath.Join(dir, "nats"), false)
+	if err != nil {
+		return rep, err
 	}
+	defer srv.stop()
 	defer nc.Close()
 	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return rep, err
 	}
+	defer closeStore(store)
 	r, err := focus.Open(path)
 	if err != nil {
 		return rep, err
 	}
 	defer r.Close()
-	clean()
-	resetPeakRSS()
-	if srv != nil {
-		resetPeakRSSOf(srv.cmd.Process.Pid)
-	}
-	heap := watchHeap()
+	m := h.measure("ingest", srv)
 	start := time.Now()
 	sum, err := ingest.Ingest(ctx, store, pool, "bench", r, ingest.Options{Logger: cfg.Logger})
 	d := time.Since(start)
-	rep.PeakHeapMiB, rep.HeapLiveMiB = heap()
-	if err != nil {
+	if err := m.done(&rep.Ingest, err); err != nil {
 		return rep, err
-	}
-	if srv != nil {
-		rep.ServerPeakRSSMiB = peakRSSMiBOf(srv.cmd.Process.Pid)
 	}
 	if sum.Appended != int64(cfg.Rows) {
 		return rep, fmt.Errorf("ingest appended %d events for %d rows", sum.Appended, cfg.Rows)
 	}
-	rep.Ingest = Rate{Name: "ingest FOCUS CSV -> durable events", Events: cfg.Rows, Duration: d, PerSec: float64(cfg.Rows) / d.Seconds()}
+	rep.Ingest = Rate{Name: "ingest FOCUS CSV -> durable events", Events: cfg.Rows, Duration: d, PerSec: float64(cfg.Rows) / d.Seconds(),
+		Memory: rep.Ingest.Memory}
 	rep.Ratio = rep.Ingest.PerSec / rep.RawDefault.PerSec
 	rep.Timings = sum.Timings
-	rep.PeakRSSMiB = PeakRSSMiB()
+	rep.PeakRSSMiB, rep.ServerPeakRSSMiB = rep.Ingest.TallyPeakRSSMiB, rep.Ingest.NATSPeakRSSMiB
+	rep.PeakHeapMiB, rep.HeapLiveMiB = rep.Ingest.GoHeapPeakMiB, rep.Ingest.GoHeapLiveMiB
 	cfg.Logger.Info("measured", "stage", rep.Ingest.Name, "per_sec", int(rep.Ingest.PerSec), "timings", fmt.Sprintf("%+v", sum.Timings),
 		"peak_rss_mib", int(rep.PeakRSSMiB), "server_peak_rss_mib", int(rep.ServerPeakRSSMiB),
 		"peak_heap_mib", int(rep.PeakHeapMiB), "peak_heap_live_mib", int(rep.HeapLiveMiB))

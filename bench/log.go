@@ -37,6 +37,12 @@ type LogConfig struct {
 	// Dir for the servers' stores; a temp dir when empty.
 	Dir    string
 	Logger *slog.Logger
+	// NATSServer is the path of a nats-server binary: each part runs against a nats-server
+	// process of its own (the settings of the embedded one), as in production, so that this
+	// process's memory and the server's are measured apart. Empty: in this process.
+	NATSServer string
+	// HeapProfiles, when set, is a directory for heap profiles of each part (see meter).
+	HeapProfiles string
 }
 
 // Rate is one measured stage.
@@ -49,9 +55,8 @@ type Rate struct {
 	Messages int `json:"messages"`
 	// EventBytes is the mean size of one encoded event.
 	EventBytes int `json:"event_bytes"`
-	// PeakRSSMiB of the process when the stage ended (monotonic: the
-	// growth over the previous stage is this stage's).
-	PeakRSSMiB float64 `json:"peak_rss_mib_after"`
+	// Memory of the stage alone (peaks reset at its start).
+	Memory
 }
 
 // LogReport holds the three rates and their ratios.
@@ -61,7 +66,6 @@ type LogReport struct {
 	RawSync       Rate    `json:"raw_publish_sync_always"`
 	VsRawDefault  float64 `json:"durable_vs_raw_default"`
 	VsRawSync     float64 `json:"durable_vs_raw_sync_always"`
-	PeakRSSMiB    float64 `json:"peak_rss_mib"`
 	GoMaxProcs    int     `json:"gomaxprocs"`
 	MeasuredAtUTC string  `json:"measured_at_utc"`
 }
@@ -128,30 +132,22 @@ func RunLog(ctx context.Context, cfg LogConfig) (LogReport, error) {
 		dir = d
 	}
 	rep := LogReport{MeasuredAtUTC: time.Now().UTC().Format(time.RFC3339), GoMaxProcs: runtime.GOMAXPROCS(0)}
+	h := harness{cfg.NATSServer, cfg.HeapProfiles}
 	var err error
-	// Each stage starts from a clean heap, so one stage's garbage is not
-	// charged to the next.
-	clean()
-	if rep.RawDefault, err = rawPublish(ctx, dir+"/raw-default", cfg.RawEvents, true); err != nil {
+	if rep.RawDefault, err = rawPublish(ctx, h, "log-raw-default", dir+"/raw-default", cfg.RawEvents, true); err != nil {
 		return rep, fmt.Errorf("raw publish, default fsync: %w", err)
 	}
-	rep.RawDefault.PeakRSSMiB = PeakRSSMiB()
-	cfg.Logger.Info("measured", "stage", rep.RawDefault.Name, "per_sec", int(rep.RawDefault.PerSec), "peak_rss_mib", int(rep.RawDefault.PeakRSSMiB))
-	clean()
-	if rep.RawSync, err = rawPublish(ctx, dir+"/raw-sync", cfg.RawSyncEvents, false); err != nil {
+	cfg.Logger.Info("measured", "stage", rep.RawDefault.Name, "per_sec", int(rep.RawDefault.PerSec), "peak_rss_mib", int(rep.RawDefault.TallyPeakRSSMiB))
+	if rep.RawSync, err = rawPublish(ctx, h, "log-raw-sync", dir+"/raw-sync", cfg.RawSyncEvents, false); err != nil {
 		return rep, fmt.Errorf("raw publish, sync always: %w", err)
 	}
-	rep.RawSync.PeakRSSMiB = PeakRSSMiB()
-	cfg.Logger.Info("measured", "stage", rep.RawSync.Name, "per_sec", int(rep.RawSync.PerSec), "peak_rss_mib", int(rep.RawSync.PeakRSSMiB))
-	clean()
-	if rep.Durable, err = durableAppend(ctx, dir+"/durable", cfg.Events, cfg.BatchSize); err != nil {
+	cfg.Logger.Info("measured", "stage", rep.RawSync.Name, "per_sec", int(rep.RawSync.PerSec), "peak_rss_mib", int(rep.RawSync.TallyPeakRSSMiB))
+	if rep.Durable, err = durableAppend(ctx, h, dir+"/durable", cfg.Events, cfg.BatchSize); err != nil {
 		return rep, fmt.Errorf("durable append: %w", err)
 	}
-	rep.Durable.PeakRSSMiB = PeakRSSMiB()
-	cfg.Logger.Info("measured", "stage", rep.Durable.Name, "per_sec", int(rep.Durable.PerSec), "peak_rss_mib", int(rep.Durable.PeakRSSMiB))
+	cfg.Logger.Info("measured", "stage", rep.Durable.Name, "per_sec", int(rep.Durable.PerSec), "peak_rss_mib", int(rep.Durable.TallyPeakRSSMiB))
 	rep.VsRawDefault = rep.Durable.PerSec / rep.RawDefault.PerSec
 	rep.VsRawSync = rep.Durable.PerSec / rep.RawSync.PerSec
-	rep.PeakRSSMiB = PeakRSSMiB()
 	return rep, nil
 }
 
@@ -160,35 +156,23 @@ func clean() {
 	debug.FreeOSMemory()
 }
 
-func startServer(ctx context.Context, dir string, noSync bool) (*eventstore.Embedded, *nats.Conn, error) {
-	e, err := eventstore.StartEmbedded(ctx, eventstore.EmbeddedConfig{
-		StoreDir: dir, NoSyncAlways: noSync, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := e.Connect()
-	if err != nil {
-		e.Shutdown()
-		return nil, nil, err
-	}
-	return e, nc, nil
-}
-
 // rawPublish is the machine's limit: plain JetStream async publish, one
-// event per message, with no chain, no checks, no batching.
-func rawPublish(ctx context.Context, dir string, events int, noSync bool) (Rate, error) {
+// event per message, with no chain, no checks, no batching. stage names
+// its heap profiles.
+func rawPublish(ctx context.Context, h harness, stage, dir string, events int, noSync bool) (Rate, error) {
 	name := "raw publish, 1 event/msg, sync_interval: always"
 	if noSync {
 		name = "raw publish, 1 event/msg, default fsync"
 	}
-	e, nc, err := startServer(ctx, dir, noSync)
+	srv, nc, err := startLog(ctx, h.natsServer, dir, noSync)
 	if err != nil {
 		return Rate{}, err
 	}
-	defer e.Shutdown()
+	defer srv.stop()
 	defer nc.Close()
-	return rawPublishOn(ctx, nc, name, events)
+	m := h.measure(stage, srv)
+	r, err := rawPublishOn(ctx, nc, name, events)
+	return r, m.done(&r, err)
 }
 
 // rawPublishOn publishes events one message each on nc's server.
@@ -232,17 +216,20 @@ func rawPublishOn(ctx context.Context, nc *nats.Conn, name string, events int) (
 
 // durableAppend is Tally's path: Append of batches with SyncAlways, so each
 // acknowledged event is on disk, chained and idempotent.
-func durableAppend(ctx context.Context, dir string, events, batchSize int) (Rate, error) {
-	e, nc, err := startServer(ctx, dir, false)
+func durableAppend(ctx context.Context, h harness, dir string, events, batchSize int) (r Rate, err error) {
+	srv, nc, err := startLog(ctx, h.natsServer, dir, false)
 	if err != nil {
 		return Rate{}, err
 	}
-	defer e.Shutdown()
+	defer srv.stop()
 	defer nc.Close()
 	st, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return Rate{}, err
 	}
+	defer closeStore(st)
+	m := h.measure("log-durable", srv)
+	defer func() { err = m.done(&r, err) }()
 	// A producer builds the next batch while the current one is being
 	// fsynced, as an ingester parses its file while appending.
 	batches := make(chan []*tallyv1.Envelope, 2)

@@ -3,14 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/metrics"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,89 +84,79 @@ func (s *externalServer) stop() {
 	}
 }
 
-// rawPublishExternal is rawPublish against a nats-server process with the
-// default fsync.
-func rawPublishExternal(ctx context.Context, bin, dir string, events int) (Rate, error) {
-	s, err := startExternal(ctx, bin, dir, true)
-	if err != nil {
-		return Rate{}, err
-	}
-	defer s.stop()
-	nc, err := nats.Connect(s.url)
-	if err != nil {
-		return Rate{}, err
-	}
-	defer nc.Close()
-	return rawPublishOn(ctx, nc, "raw publish, 1 event/msg, default fsync, nats-server process", events)
+// logServer is the nats-server a stage's log lives on: a process of its own when the stage
+// is given a nats-server binary, as in production (Tally's memory and the server's are then
+// measured apart), else in this process (eventstore.StartEmbedded), as `tally serve` runs it
+// all-in-one.
+type logServer struct {
+	emb *eventstore.Embedded
+	ext *externalServer
 }
 
-// resetPeakRSS makes the process's peak resident set (VmHWM) start again
-// from its current one, so a stage's peak is its own.
-func resetPeakRSS() { resetPeakRSSOf(os.Getpid()) }
-
-func resetPeakRSSOf(pid int) {
-	// "5" resets the peak RSS (Linux 4.0 on); where it cannot, the peak
-	// stays the process's, which overstates the stage's.
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+// startLog starts a nats-server with JetStream under dir, fsyncing every write unless noSync:
+// the process bin when set, else in this process. It returns the server and a connection.
+func startLog(ctx context.Context, bin, dir string, noSync bool) (*logServer, *nats.Conn, error) {
+	s := &logServer{}
+	var err error
+	if bin != "" {
+		s.ext, err = startExternal(ctx, bin, dir, noSync)
+	} else {
+		s.emb, err = eventstore.StartEmbedded(ctx, eventstore.EmbeddedConfig{
+			StoreDir: dir, NoSyncAlways: noSync, Logger: slog.New(slog.DiscardHandler),
+		})
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := s.connect()
+	if err != nil {
+		s.stop()
+		return nil, nil, err
+	}
+	return s, nc, nil
 }
 
-// peakRSSMiBOf is a process's VmHWM, 0 where /proc does not tell.
-func peakRSSMiBOf(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+// connect opens another client connection to the server.
+func (s *logServer) connect() (*nats.Conn, error) {
+	if s.ext != nil {
+		nc, err := nats.Connect(s.ext.url, nats.Name("tally-bench"))
+		if err != nil {
+			return nil, fmt.Errorf("connect to nats-server at %s: %w", s.ext.url, err)
+		}
+		return nc, nil
+	}
+	return s.emb.Connect()
+}
+
+// stop shuts the server down.
+func (s *logServer) stop() {
+	if s.ext != nil {
+		s.ext.stop()
+		return
+	}
+	s.emb.Shutdown()
+}
+
+// resetPeakRSS starts the server process's peak resident set over (nothing in-process: it
+// is this process's).
+func (s *logServer) resetPeakRSS() {
+	if s.ext != nil {
+		resetPeakRSSOf(s.ext.cmd.Process.Pid)
+	}
+}
+
+// peakRSSMiB is the server process's peak resident set; 0 in-process.
+func (s *logServer) peakRSSMiB() float64 {
+	if s.ext == nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				return 0
-			}
-			return kb / 1024
-		}
-	}
-	return 0
+	return peakRSSMiBOf(s.ext.cmd.Process.Pid)
 }
 
-// watchHeap samples the Go heap every 100 ms until the returned function
-// is called, which returns the most heap in use (live objects and garbage
-// not yet collected) and the most marked live by a GC, in MiB.
-func watchHeap() func() (inUse, live float64) {
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
-	var mu sync.Mutex
-	var maxUse, maxLive uint64
-	read := func() {
-		metrics.Read(samples)
-		mu.Lock()
-		defer mu.Unlock()
-		if samples[0].Value.Kind() == metrics.KindUint64 {
-			maxUse = max(maxUse, samples[0].Value.Uint64())
-		}
-		if samples[1].Value.Kind() == metrics.KindUint64 {
-			maxLive = max(maxLive, samples[1].Value.Uint64())
-		}
-	}
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				read()
-			}
-		}
-	}()
-	return func() (float64, float64) {
-		close(done)
-		<-stopped
-		read()
-		mu.Lock()
-		defer mu.Unlock()
-		return float64(maxUse) / (1 << 20), float64(maxLive) / (1 << 20)
+// closeStore closes st's id index where the eventstore has one to close (Close), so that a
+// Store a stage is done with holds no memory into the next.
+func closeStore(st *eventstore.Store) {
+	if c, ok := any(st).(interface{ Close() error }); ok {
+		_ = c.Close()
 	}
 }

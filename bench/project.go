@@ -29,11 +29,22 @@ type ProjectConfig struct {
 	Rebuild bool
 	Dir     string // scratch space for the generated file and the log
 	Logger  *slog.Logger
-	// Then, when set, is called with the projected ledger once the project, rebuild and raw
-	// copy stages are measured, before the database and the log are dropped: the query and
+	// Then, when set, is called with the projected ledger once the project and rebuild
+	// stages are measured (before the raw copy, the database and the log are dropped): the query and
 	// export stages (RunQuery, RunExport) measure that ledger rather than building another.
 	// Its error is RunProject's.
 	Then func(ctx context.Context, l Ledger) error
+	// NATSServer is the path of a nats-server binary: the log is then a nats-server process
+	// of its own (the settings of the embedded one, sync_interval: always), as in production,
+	// so that Tally's memory and the server's are measured apart. Empty: in this process.
+	NATSServer string
+	// SharedStore folds with the eventstore.Store that did the (untimed) ingest, holding the
+	// id index of the events it appended, as one process with both roles would. By default
+	// the runner reads through a Store and a connection of its own, as a projector-only
+	// process (tally serve --roles=projector) does, and the ingest's is dropped first.
+	SharedStore bool
+	// HeapProfiles, when set, is a directory for heap profiles of each stage (see meter).
+	HeapProfiles string
 }
 
 // Ledger is the ledger the project stage built: one tenant's generated bill of one month,
@@ -44,6 +55,9 @@ type Ledger struct {
 	Tenant string
 	Month  time.Time // the bill's billing period (first instant, UTC)
 	Lines  int       // ledger lines, one per cost event
+
+	srv *logServer // the log's nats-server, whose memory the stages measure too
+	h   harness
 }
 
 // ProjectReport is the ledger projection of an ingested bill beside raw CopyFrom of the same
@@ -61,14 +75,17 @@ type ProjectReport struct {
 	// copy, swap), when asked for.
 	Rebuild     *Rate `json:"rebuild,omitempty"`
 	BatchEvents int   `json:"batch_events"`
+	// SharedStore: the runner read through the ingest's Store (ProjectConfig.SharedStore).
+	SharedStore bool `json:"shared_store"`
 }
 
 // RunProject generates a FOCUS 1.3 bill of cfg.Rows rows and ingests it (not timed), then
 // times, in this order: the ledger projection of the log into an empty ledger, its rebuild
-// (if asked), and raw CopyFrom of the same lines rows into a table of the same shape. Each
-// measured stage starts after a CHECKPOINT and a garbage collection, and its peak RSS is its
-// own (ResetPeakRSS; the raw copy's includes its prebuilt rows). The raw rows are built after
-// the projection and rebuild, so that their memory is not charged to them.
+// (if asked), cfg.Then's stages, and raw CopyFrom of the same lines rows into a table of the
+// same shape. Each
+// measured stage starts after a CHECKPOINT and a garbage collection, and its memory is its
+// own (peaks reset at its start; the raw copy's includes its prebuilt rows). The raw rows are
+// built after the projection and rebuild, so that their memory is not charged to them.
 func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	rep := ProjectReport{BatchEvents: cfg.BatchEvents}
 	if cfg.Logger == nil {
@@ -103,13 +120,14 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 		return rep, err
 	}
 	defer drop()
-	e, nc, err := startServer(ctx, filepath.Join(dir, "nats"), false)
+	h := harness{cfg.NATSServer, cfg.HeapProfiles}
+	srv, nc, err := startLog(ctx, cfg.NATSServer, filepath.Join(dir, "nats"), false)
 	if err != nil {
 		return rep, err
 	}
-	defer e.Shutdown()
+	defer srv.stop()
 	defer nc.Close()
-	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	ingestStore, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return rep, err
 	}
@@ -117,7 +135,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	sum, err := ingest.Ingest(ctx, store, pool, projectTenant, r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	sum, err := ingest.Ingest(ctx, ingestStore, pool, projectTenant, r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
 	r.Close()
 	if err != nil {
 		return rep, fmt.Errorf("ingest the bill to project: %w", err)
@@ -125,6 +143,21 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	events := int(sum.Appended)
 	cfg.Logger.Info("ingested the bill to project", "events", events)
 
+	store := ingestStore
+	rep.SharedStore = cfg.SharedStore
+	if !cfg.SharedStore {
+		// The ingest's Store is not used from here: closed with its connection, a GC frees
+		// both.
+		closeStore(ingestStore)
+		nc.Close()
+		if nc, err = srv.connect(); err != nil {
+			return rep, err
+		}
+		defer nc.Close()
+		if store, err = eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			return rep, err
+		}
+	}
 	runner, err := projections.NewRunner(pool, store, projections.Options{BatchEvents: rep.BatchEvents,
 		Logger: slog.New(slog.DiscardHandler)}, ledger.New())
 	if err != nil {
@@ -133,31 +166,33 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	if err := runner.Setup(ctx); err != nil {
 		return rep, err
 	}
-	clean()
 	rawcopy.Settle(ctx, pool)
-	ResetPeakRSS()
+	m := h.measure("project", srv)
 	start := time.Now()
-	if err := runner.CatchUp(ctx); err != nil {
+	err = runner.CatchUp(ctx)
+	d := time.Since(start)
+	if err := m.done(&rep.Project, err); err != nil {
 		return rep, fmt.Errorf("project: %w", err)
 	}
-	d := time.Since(start)
 	if err := checkLedger(ctx, pool, "ledger", events); err != nil {
 		return rep, err
 	}
 	rep.Project = Rate{Name: "project cost events -> ledger (runner)", Events: events, Duration: d,
-		PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
-	cfg.Logger.Info("measured", "stage", rep.Project.Name, "per_sec", int(rep.Project.PerSec), "peak_rss_mib", int(rep.Project.PeakRSSMiB))
+		PerSec: float64(events) / d.Seconds(), Memory: rep.Project.Memory}
+	cfg.Logger.Info("measured", "stage", rep.Project.Name, "per_sec", int(rep.Project.PerSec),
+		"tally_peak_rss_mib", int(rep.Project.TallyPeakRSSMiB), "nats_peak_rss_mib", int(rep.Project.NATSPeakRSSMiB))
 
 	if cfg.Rebuild {
-		clean()
 		rawcopy.Settle(ctx, pool)
-		ResetPeakRSS()
 		var last projections.Progress
+		var rb Rate
+		m := h.measure("rebuild", srv)
 		start := time.Now()
-		if err := runner.Rebuild(ctx, ledger.Name, func(p projections.Progress) { last = p }); err != nil {
+		err := runner.Rebuild(ctx, ledger.Name, func(p projections.Progress) { last = p })
+		d := time.Since(start)
+		if err := m.done(&rb, err); err != nil {
 			return rep, fmt.Errorf("rebuild: %w", err)
 		}
-		d := time.Since(start)
 		if !last.Swapped || last.Events != int64(events) {
 			return rep, fmt.Errorf("rebuild folded %d events (swapped %v), want %d", last.Events, last.Swapped, events)
 		}
@@ -165,33 +200,37 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 			return rep, err
 		}
 		rep.Rebuild = &Rate{Name: "rebuild ledger (replay beside live, swap)", Events: events, Duration: d,
-			PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
-		cfg.Logger.Info("measured", "stage", rep.Rebuild.Name, "seconds", d.Seconds(), "peak_rss_mib", int(rep.Rebuild.PeakRSSMiB))
+			PerSec: float64(events) / d.Seconds(), Memory: rb.Memory}
+		cfg.Logger.Info("measured", "stage", rep.Rebuild.Name, "seconds", d.Seconds(),
+			"tally_peak_rss_mib", int(rep.Rebuild.TallyPeakRSSMiB), "nats_peak_rss_mib", int(rep.Rebuild.NATSPeakRSSMiB))
 	}
 
-	ResetPeakRSS()
-	var raw rawcopy.Lines
-	if err := store.Read(ctx, eventstore.ReadFilter{Kinds: ledger.New().Kinds()}, raw.Add); err != nil {
-		return rep, err
-	}
-	if len(raw.Rows) != events {
-		return rep, fmt.Errorf("log holds %d recorded lines, ingest appended %d", len(raw.Rows), events)
-	}
-	clean()
-	if d, err = raw.CopyLines(ctx, pool, "ledger_raw"); err != nil {
-		return rep, err
-	}
-	rep.RawCopy = Rate{Name: "raw pgx CopyFrom of the same lines rows", Events: events, Duration: d,
-		PerSec: float64(events) / d.Seconds(), PeakRSSMiB: PeakRSSMiB()}
-	rep.Ratio = rep.Project.PerSec / rep.RawCopy.PerSec
-	cfg.Logger.Info("measured", "stage", rep.RawCopy.Name, "per_sec", int(rep.RawCopy.PerSec))
 	if cfg.Then != nil {
-		raw = rawcopy.Lines{} // not charged to the next stages
-		clean()
-		if err := cfg.Then(ctx, Ledger{Pool: pool, Store: store, Tenant: projectTenant, Month: projectMonth, Lines: events}); err != nil {
+		if err := cfg.Then(ctx, Ledger{Pool: pool, Store: store, Tenant: projectTenant, Month: projectMonth, Lines: events,
+			srv: srv, h: h}); err != nil {
 			return rep, err
 		}
 	}
+	// The raw copy's memory includes its rows, read from the log and built before its clock
+	// starts: they are the raw side's, not Tally's. It runs last, so that what the process
+	// keeps of its 3+ GiB heap for 1M rows is charged to no stage of Tally's (run before them,
+	// it added 150-250 MiB to the query's and the export's peak RSS).
+	m = h.measure("raw-copy", srv)
+	var raw rawcopy.Lines
+	err = store.Read(ctx, eventstore.ReadFilter{Kinds: ledger.New().Kinds()}, raw.Add)
+	if err == nil && len(raw.Rows) != events {
+		err = fmt.Errorf("log holds %d recorded lines, ingest appended %d", len(raw.Rows), events)
+	}
+	if err == nil {
+		d, err = raw.CopyLines(ctx, pool, "ledger_raw")
+	}
+	if err := m.done(&rep.RawCopy, err); err != nil {
+		return rep, err
+	}
+	rep.RawCopy = Rate{Name: "raw pgx CopyFrom of the same lines rows", Events: events, Duration: d,
+		PerSec: float64(events) / d.Seconds(), Memory: rep.RawCopy.Memory}
+	rep.Ratio = rep.Project.PerSec / rep.RawCopy.PerSec
+	cfg.Logger.Info("measured", "stage", rep.RawCopy.Name, "per_sec", int(rep.RawCopy.PerSec))
 	return rep, nil
 }
 

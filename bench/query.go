@@ -50,7 +50,10 @@ type QueryReport struct {
 	Groups      int     `json:"groups"`       // rows of the answer
 	RollupRows  int64   `json:"rollup_rows"`  // daily rows the query reads
 	LedgerLines int     `json:"ledger_lines"` // lines the answer sums
-	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	// PeakRSSMiB is Memory.TallyPeakRSSMiB.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// Memory of the measured runs of the query (not of the raw count).
+	Memory Memory `json:"memory"`
 }
 
 // RunQuery times ledger.Queries.Cost of l's month grouped by service over l's ledger, and
@@ -103,13 +106,14 @@ func RunQuery(ctx context.Context, l Ledger, cfg QueryConfig) (QueryReport, erro
 	}
 	rep.Groups, rep.LedgerLines = len(rows), int(want)
 
-	clean()
-	ResetPeakRSS()
+	m := l.h.measure("query", l.srv)
 	var err error
-	if rep.Query, err = repeat(ctx, "query month by service (ReadAsTenant)", cfg, query); err != nil {
+	rep.Query, err = repeat(ctx, "query month by service (ReadAsTenant)", cfg, query)
+	var mem Rate
+	if err := m.done(&mem, err); err != nil {
 		return rep, fmt.Errorf("query: %w", err)
 	}
-	rep.PeakRSSMiB = PeakRSSMiB()
+	rep.Memory, rep.PeakRSSMiB = mem.Memory, mem.TallyPeakRSSMiB
 	if rep.Raw, err = repeat(ctx, "raw count(*) of the same rollup rows", cfg, raw); err != nil {
 		return rep, fmt.Errorf("raw count: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -18,8 +19,11 @@ import (
 )
 
 type report struct {
-	Log    *bench.LogReport    `json:"log,omitempty"`
-	Ingest *bench.IngestReport `json:"ingest,omitempty"`
+	// NATSServer is the nats-server binary every stage's log ran in, as a process of its
+	// own; empty: in the bench process.
+	NATSServer string              `json:"nats_server,omitempty"`
+	Log        *bench.LogReport    `json:"log,omitempty"`
+	Ingest     *bench.IngestReport `json:"ingest,omitempty"`
 	// Project holds the project stage and, when run, the rebuild stage.
 	Project *bench.ProjectReport `json:"project,omitempty"`
 	// Query and Export are measured on the ledger the project stage built.
@@ -37,6 +41,9 @@ func main() {
 	projectBatch := flag.Int("project-batch", 20_000, "project and rebuild stages: events per projection transaction (20000 is the runner's default)")
 	queries := flag.Int("queries", 200, "query stage: measured runs of the query (after 10 warm-up runs)")
 	out := flag.String("json", "", "write the figures as JSON to this file")
+	natsServer := flag.String("nats-server", os.Getenv("TALLY_BENCH_NATS_SERVER"), "nats-server binary: every stage's log runs in a nats-server process of its own, as in production, and its memory is measured apart from Tally's (default $TALLY_BENCH_NATS_SERVER; empty: in this process)")
+	heapProfiles := flag.String("memprofile", "", "directory for heap profiles of this process at each stage's start, peak of live heap and end (<stage>-start|peak|end.pb.gz)")
+	sharedStore := flag.Bool("shared-store", false, "project stage: fold with the eventstore.Store that did the untimed ingest (and holds its id index), as one process with both roles would; default: a Store of its own, as a projector-only process")
 	flag.Parse()
 	if *raw == 0 {
 		*raw = *events
@@ -45,34 +52,64 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *natsServer != "" {
+		p, err := filepath.Abs(*natsServer)
+		if err != nil {
+			fail(logger, "nats-server path", err)
+		}
+		if _, err := os.Stat(p); err != nil {
+			fail(logger, "nats-server binary", err)
+		}
+		*natsServer = p
+	}
+	if *heapProfiles != "" {
+		if err := os.MkdirAll(*heapProfiles, 0o755); err != nil {
+			fail(logger, "heap profile directory", err)
+		}
+	}
 
-	var rep report
+	rep := report{NATSServer: *natsServer}
+	external := *natsServer != ""
+	if external {
+		fmt.Printf("log: a nats-server process of its own for each stage (%s), as in production; \"tally RSS\" is this process, \"nats RSS\" the server's\n\n", *natsServer)
+	} else {
+		fmt.Print("log: nats-server in this process (no -nats-server): \"tally RSS\" includes the server's\n\n")
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "stage\tevents\tseconds\tper second\traw limit /s\tratio\tmessages\t")
+	fmt.Fprintln(tw, "stage\tevents\tseconds\tper second\traw limit /s\tratio\tmessages\ttally RSS MiB\tnats RSS MiB\t")
+	// row prints one measured stage; limit and ratio are left empty when 0.
+	row := func(x bench.Rate, limit, ratio float64, msgs bool) {
+		cell := func(ok bool, format string, v any) string {
+			if !ok {
+				return ""
+			}
+			return fmt.Sprintf(format, v)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec,
+			cell(limit > 0, "%.0f", limit), cell(ratio > 0, "%.2fx", ratio), cell(msgs, "%d", x.Messages), rss(x.Memory, external))
+	}
 	if slices.Contains(run, "log") {
 		r, err := bench.RunLog(ctx, bench.LogConfig{
 			Events: *events, BatchSize: *batch, RawEvents: *raw, RawSyncEvents: min(*rawSync, *raw), Logger: logger,
+			NATSServer: *natsServer, HeapProfiles: *heapProfiles,
 		})
 		if err != nil {
 			fail(logger, "log benchmark", err)
 		}
 		rep.Log = &r
-		for _, x := range []bench.Rate{r.RawDefault, r.RawSync} {
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\t\t%d\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec, x.Messages)
-		}
-		d := r.Durable
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t%d\t\n", d.Name, d.Events, d.Duration.Seconds(), d.PerSec, r.RawDefault.PerSec, r.VsRawDefault, d.Messages)
+		row(r.RawDefault, 0, 0, true)
+		row(r.RawSync, 0, 0, true)
+		row(r.Durable, r.RawDefault.PerSec, r.VsRawDefault, true)
 	}
 	if slices.Contains(run, "ingest") {
-		r, err := bench.RunIngest(ctx, bench.IngestConfig{Rows: *rows, Logger: logger})
+		r, err := bench.RunIngest(ctx, bench.IngestConfig{Rows: *rows, Logger: logger, NATSServer: *natsServer, HeapProfiles: *heapProfiles})
 		if err != nil {
 			fail(logger, "ingest benchmark", err)
 		}
 		rep.Ingest = &r
-		x := r.Ingest
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec, r.RawDefault.PerSec, r.Ratio)
+		row(r.RawDefault, 0, 0, false)
+		row(r.Ingest, r.RawDefault.PerSec, r.Ratio, false)
 	}
-	peak := bench.PeakRSSMiB() // the project stage starts the peak over for each of its parts
 	var then func(context.Context, bench.Ledger) error
 	if slices.Contains(run, "query") || slices.Contains(run, "export") {
 		then = func(ctx context.Context, l bench.Ledger) error {
@@ -95,28 +132,26 @@ func main() {
 	}
 	if slices.Contains(run, "project") || slices.Contains(run, "rebuild") || then != nil {
 		r, err := bench.RunProject(ctx, bench.ProjectConfig{Rows: *rows, BatchEvents: *projectBatch,
-			Rebuild: slices.Contains(run, "rebuild"), Logger: logger, Then: then})
+			Rebuild: slices.Contains(run, "rebuild"), Logger: logger, Then: then,
+			NATSServer: *natsServer, SharedStore: *sharedStore, HeapProfiles: *heapProfiles})
 		if err != nil {
 			fail(logger, "project benchmark", err)
 		}
 		rep.Project = &r
-		x := r.RawCopy
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\t\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec)
-		x = r.Project
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec, r.RawCopy.PerSec, r.Ratio)
+		row(r.RawCopy, 0, 0, false)
+		row(r.Project, r.RawCopy.PerSec, r.Ratio, false)
 		if x := r.Rebuild; x != nil {
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\t\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec)
+			row(*x, 0, 0, false)
 		}
 	}
 	if q := rep.Query; q != nil {
 		// events: queries run; per second: queries a second, one at a time; ratio: raw p50 / query p50.
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t\t\n", q.Query.Name, q.Query.Iterations, q.Query.Duration.Seconds(), q.Query.PerSec, q.Raw.PerSec, q.Ratio)
+		row(bench.Rate{Name: q.Query.Name, Events: q.Query.Iterations, Duration: q.Query.Duration, PerSec: q.Query.PerSec, Memory: q.Memory},
+			q.Raw.PerSec, q.Ratio, false)
 	}
 	if e := rep.Export; e != nil {
-		x := e.RawCopy
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\t\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec)
-		x = e.Export
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2fx\t\t\n", x.Name, x.Events, x.Duration.Seconds(), x.PerSec, e.RawCopy.PerSec, e.Ratio)
+		row(e.RawCopy, 0, 0, false)
+		row(e.Export, e.RawCopy.PerSec, e.Ratio, false)
 	}
 	tw.Flush()
 	if rep.Log != nil {
@@ -127,29 +162,35 @@ func main() {
 		t := rep.Ingest.Timings
 		fmt.Printf("ingest: %.2fx raw publish (target >= 0.5x); file %.0f MB; phases: stage %.1fs, diff %.1fs, append %.1fs, state %.1fs\n",
 			rep.Ingest.Ratio, float64(rep.Ingest.FileBytes)/1e6, t.Stage.Seconds(), t.Diff.Seconds(), t.Append.Seconds(), t.Fold.Seconds())
-		fmt.Printf("ingest peak RSS (target < 256 MiB): this process %.0f MiB (Go heap: %.0f MiB in use, %.0f MiB live at most), external nats-server %.0f MiB (0: in-process)\n",
-			rep.Ingest.PeakRSSMiB, rep.Ingest.PeakHeapMiB, rep.Ingest.HeapLiveMiB, rep.Ingest.ServerPeakRSSMiB)
 	}
 	if p := rep.Project; p != nil {
-		fmt.Printf("project: %.2fx raw CopyFrom of the same rows into the same table shape (target >= 0.5x); %d events per batch; peak RSS (each part its own) project %.0f MiB",
-			p.Ratio, p.BatchEvents, p.Project.PeakRSSMiB)
-		if p.Rebuild != nil {
-			fmt.Printf(", rebuild %.0f MiB", p.Rebuild.PeakRSSMiB)
+		store := "a Store of its own, as a projector-only process"
+		if p.SharedStore {
+			store = "the ingest's Store (with its id index), as one process with both roles"
 		}
-		fmt.Printf(", raw copy %.0f MiB (its rows held in memory)\n", p.RawCopy.PeakRSSMiB)
+		fmt.Printf("project: %.2fx raw CopyFrom of the same rows into the same table shape (target >= 0.5x); %d events per batch; the runner read the log through %s\n",
+			p.Ratio, p.BatchEvents, store)
 		if p.Rebuild != nil {
 			fmt.Printf("rebuild: %d events in %.1f s\n", p.Rebuild.Events, p.Rebuild.Duration.Seconds())
 		}
 	}
 	if q := rep.Query; q != nil {
-		fmt.Printf("query (a month by service, %d groups from %d rollup rows of %d lines; %d runs after 10 warm-up): p50 %.2f ms, p99 %.2f ms (target < %.0f ms), max %.2f ms; raw count(*) of the same rollup rows p50 %.2f ms, p99 %.2f ms; peak RSS %.0f MiB\n",
-			q.Groups, q.RollupRows, q.LedgerLines, q.Query.Iterations, q.Query.P50, q.Query.P99, q.TargetP99Ms, q.Query.Max, q.Raw.P50, q.Raw.P99, q.PeakRSSMiB)
+		fmt.Printf("query (a month by service, %d groups from %d rollup rows of %d lines; %d runs after 10 warm-up): p50 %.2f ms, p99 %.2f ms (target < %.0f ms), max %.2f ms; raw count(*) of the same rollup rows p50 %.2f ms, p99 %.2f ms\n",
+			q.Groups, q.RollupRows, q.LedgerLines, q.Query.Iterations, q.Query.P50, q.Query.P99, q.TargetP99Ms, q.Query.Max, q.Raw.P50, q.Raw.P99)
 	}
 	if e := rep.Export; e != nil {
-		fmt.Printf("export: %.2fx raw CopyTo of the same ledger rows; %.0f MB of FOCUS CSV; peak RSS (each its own) export %.0f MiB (Go heap: %.0f MiB before, %.0f MiB in use, %.0f MiB live at most), raw copy %.0f MiB\n",
-			e.Ratio, float64(e.Bytes)/1e6, e.Export.PeakRSSMiB, e.BaseHeapMiB, e.PeakHeapMiB, e.HeapLiveMiB, e.RawCopy.PeakRSSMiB)
+		fmt.Printf("export: %.2fx raw CopyTo of the same ledger rows; %.0f MB of FOCUS CSV\n", e.Ratio, float64(e.Bytes)/1e6)
 	}
-	fmt.Printf("peak RSS of this process (nats-server in-process; PostgreSQL is another process): %.0f MiB\n", max(peak, bench.PeakRSSMiB()))
+	legend := "\nRSS MiB: each stage's own peak resident set (reset at its start; Tally's target: under 256 MiB a stage). " +
+		"tally: this process, i.e. Tally's code, the Go runtime and the harness; on a raw row, the raw side (the raw copy holds its prebuilt rows). " +
+		"nats: the nats-server process. PostgreSQL is another process, measured by neither."
+	if !external {
+		legend = "\nRSS MiB: each stage's own peak resident set (reset at its start; Tally's target: under 256 MiB a stage). " +
+			"tally: this process, i.e. Tally's code, the Go runtime, the harness and the in-process nats-server (-nats-server measures them apart); " +
+			"on a raw row, the raw side. PostgreSQL is another process."
+	}
+	fmt.Println(legend)
+	printHeap(rep)
 	if *out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
@@ -161,4 +202,57 @@ func main() {
 func fail(logger *slog.Logger, what string, err error) {
 	logger.Error(what+" failed", "err", err)
 	os.Exit(1)
+}
+
+// rss is the table's two memory cells: this process's peak RSS and the nats-server
+// process's ("-" when it runs in this process).
+func rss(m bench.Memory, external bool) string {
+	if !external {
+		return fmt.Sprintf("%.0f\t-", m.TallyPeakRSSMiB)
+	}
+	return fmt.Sprintf("%.0f\t%.0f", m.TallyPeakRSSMiB, m.NATSPeakRSSMiB)
+}
+
+// printHeap prints the Go heap of Tally's stages: the peak in use and the most a GC marked
+// live (RSS follows the peak in use; GOGC lets it reach about twice the live heap).
+func printHeap(rep report) {
+	var parts []string
+	type stage struct {
+		name string
+		m    bench.Memory
+	}
+	var stages []stage
+	add := func(name string, m bench.Memory) {
+		parts = append(parts, fmt.Sprintf("%s %.0f/%.0f", name, m.GoHeapPeakMiB, m.GoHeapLiveMiB))
+		stages = append(stages, stage{name, m})
+	}
+	if rep.Log != nil {
+		add("append", rep.Log.Durable.Memory)
+	}
+	if rep.Ingest != nil {
+		add("ingest", rep.Ingest.Ingest.Memory)
+	}
+	if p := rep.Project; p != nil {
+		add("project", p.Project.Memory)
+		if p.Rebuild != nil {
+			add("rebuild", p.Rebuild.Memory)
+		}
+	}
+	if rep.Query != nil {
+		add("query", rep.Query.Memory)
+	}
+	if rep.Export != nil {
+		add("export", rep.Export.Export.Memory)
+	}
+	if len(parts) == 0 {
+		return
+	}
+	fmt.Printf("Go heap of this process, MiB in use at most / marked live at most: %s\n", strings.Join(parts, ", "))
+	fmt.Println("this process at its highest RSS sampled, MiB: RSS = heap objects + heap unused (fragmentation) + heap free (not yet returned) + stacks + runtime metadata + other + outside Go (code, data)")
+	for _, s := range stages {
+		if b := s.m.AtPeak; b != nil {
+			fmt.Printf("  %s: %.0f = %.0f + %.0f + %.0f + %.0f + %.0f + %.0f + %.0f\n", s.name, b.RSS, b.HeapObjects, b.HeapUnused, b.HeapFree,
+				b.Stacks, b.Metadata, b.Other, b.Outside)
+		}
+	}
 }
