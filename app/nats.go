@@ -37,9 +37,13 @@ func (a *App) openEventLog(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if a.store, err = eventstore.Open(ctx, a.nc, eventstore.Options{Logger: a.log, Replicas: a.cfg.Replicas}); err != nil {
+	// The id index lives beside the log's data: on disk, in bounded memory,
+	// and kept across restarts (it is a cache of the log).
+	indexDir := filepath.Join(a.cfg.DataDir, "eventindex")
+	if a.store, err = eventstore.Open(ctx, a.nc, eventstore.Options{Logger: a.log, Replicas: a.cfg.Replicas, IndexDir: indexDir}); err != nil {
 		return fmt.Errorf("open the event store: %w", err)
 	}
+	a.onClose("event store", a.store.Close)
 	return nil
 }
 

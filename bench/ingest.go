@@ -108,7 +108,8 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 	}
 	defer srv.stop()
 	defer nc.Close()
-	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	// The event-id index on disk, as tally serve keeps it (DataDir/eventindex).
+	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")})
 	if err != nil {
 		return rep, err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -223,7 +224,7 @@ func durableAppend(ctx context.Context, h harness, dir string, events, batchSize
 	}
 	defer srv.stop()
 	defer nc.Close()
-	st, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")})
 	if err != nil {
 		return Rate{}, err
 	}

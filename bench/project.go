@@ -127,7 +127,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	}
 	defer srv.stop()
 	defer nc.Close()
-	ingestStore, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	ingestStore, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")})
 	if err != nil {
 		return rep, err
 	}
@@ -154,7 +154,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 			return rep, err
 		}
 		defer nc.Close()
-		if store, err = eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		if store, err = eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")}); err != nil {
 			return rep, err
 		}
 	}

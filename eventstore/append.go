@@ -79,7 +79,8 @@ var marshalOpts = proto.MarshalOptions{}
 // occurred_at, schema version, idempotency key and body; a retry may carry
 // another actor, source, correlation or causation id. This holds at any distance in time, not
 // only within JetStream's dedupe window, because the ids are checked against
-// the log itself. Give events deterministic ids (DeterministicID) to make
+// an index of the log (see Options.IndexDir), checked against and caught up
+// from the log itself. Give events deterministic ids (DeterministicID) to make
 // retries safe; an empty id gets a random UUIDv7.
 //
 // Append sets each envelope's tenant_id (when empty), recorded_at,
@@ -120,11 +121,16 @@ func (s *Store) appendTo(ctx context.Context, tenant string, events []*tallyv1.E
 	if err != nil {
 		return AppendResult{}, err
 	}
+	done, err := s.useIndex()
+	if err != nil {
+		return AppendResult{}, err
+	}
+	defer done()
 	ts := s.tenant(tenant)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if !ts.loaded {
-		if err := s.catchUp(ctx, tenant, ts); err != nil {
+		if err := s.sync(ctx, tenant, ts); err != nil {
 			return AppendResult{}, err
 		}
 	}
@@ -140,7 +146,7 @@ func (s *Store) appendTo(ctx context.Context, tenant string, events []*tallyv1.E
 
 	var res AppendResult
 	for attempt := 0; ; attempt++ {
-		fresh, dups, err := ts.filterNew(batch)
+		fresh, dups, err := s.filterNew(tenant, ts, batch)
 		if err != nil {
 			return res, fmt.Errorf("tenant %q: %w", tenant, err)
 		}
@@ -261,14 +267,33 @@ func prepareOne(tenant string, i int, env *tallyv1.Envelope, out *pending) error
 
 // filterNew drops events already in the log (same id, same content) and
 // refuses ids reused for other content. Duplicates inside the batch count
-// once.
-func (ts *tenantState) filterNew(batch []pending) ([]pending, int, error) {
+// once. The caller holds ts.mu.
+func (s *Store) filterNew(tenant string, ts *tenantState, batch []pending) ([]pending, int, error) {
+	// Look every id up first (in key order, see lookup), then decide in
+	// batch order.
+	ids := make([]uuid.UUID, len(batch))
+	for i := range batch {
+		ids[i] = batch[i].id
+	}
+	type indexed struct {
+		digest uint64
+		found  bool
+	}
+	inIndex := make([]indexed, len(batch))
+	key, err := s.idx.lookup(ts.key, tenant, ids, func(i int, d uint64) error {
+		inIndex[i] = indexed{digest: d, found: true}
+		return nil
+	})
+	ts.key = key
+	if err != nil {
+		return nil, 0, err
+	}
 	fresh := make([]pending, 0, len(batch))
 	var inBatch map[uuid.UUID]uint64
 	dups := 0
 	for i, p := range batch {
-		if d, ok := ts.ids[p.id]; ok {
-			if d != p.digest {
+		if x := inIndex[i]; x.found {
+			if x.digest != p.digest {
 				return nil, 0, fmt.Errorf("%w: event %d: id %s", ErrDuplicate, i, p.id)
 			}
 			dups++
@@ -378,15 +403,33 @@ func (s *Store) publish(ctx context.Context, tenant string, ts *tenantState, eve
 			// the log has these events. Re-read it.
 			return done, msgs, errLostRace
 		}
+		// The message is in the log: record its ids and the new head in the
+		// index, in one batch.
+		w := s.idx.newWrite(tenant, ts.key)
+		var ierr error
 		for i := done; i < end; i++ {
-			ts.ids[events[i].id] = events[i].digest
+			if ierr == nil {
+				ierr = w.id(events[i].id, events[i].digest)
+			}
 			env := events[i].env
 			env.TenantSeq = ts.seq + uint64(i-done) + 1
 			env.PrevHash = append([]byte(nil), prevs[i-done][:]...)
 			env.RecordedAt = recordedAtTS
 		}
+		if ierr == nil {
+			ierr = w.commit(indexHead{StreamSeq: ack.Sequence, Seq: seq, Hash: head})
+		}
+		w.release()
+		ts.key = w.key
 		ts.seq, ts.head, ts.lastStreamSeq = seq, head, ack.Sequence
 		done = end
+		if ierr != nil {
+			// The log has the events but the index does not: the next
+			// use reloads the index's head and catches up from it.
+			ts.loaded = false
+			return done, msgs, fmt.Errorf("%w: tenant %q: log message %d was appended, but the event index did not record it (a retry of the same events appends nothing): %w",
+				ErrUnavailable, tenant, ack.Sequence, ierr)
+		}
 	}
 	return done, msgs, nil
 }

@@ -13,4 +13,10 @@
 // appends carry the expected last sequence of the tenant's subjects
 // (Nats-Expected-Last-Subject-Sequence with a wildcard subject), so two
 // writers can never both extend the same head.
+//
+// Idempotency beyond JetStream's dedupe window rests on the writer's id index
+// (event id → content digest, and each tenant's head) in a pebble LSM, on
+// disk in bounded memory when Options.IndexDir is set. It is a cache of the
+// log: checked against the log on each tenant's first use, caught up from
+// it, and dropped and rebuilt from it when they disagree.
 package eventstore

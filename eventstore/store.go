@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,7 +34,16 @@ type Options struct {
 	AllowDelete bool
 	// RequestTimeout bounds each JetStream request; default 30 s.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// IndexDir holds the writer's id index (event id → content digest, and
+	// each tenant's head), which makes appends idempotent beyond the dedupe
+	// window. Set, the index lives on disk in bounded memory and survives
+	// restarts: a tenant's first append catches up only what the log holds
+	// beyond it. Empty, the index is kept in memory and rebuilt from the log
+	// on each tenant's first use: fine for tests and for stores that only
+	// read. One process at a time may use a directory. It is a cache of the
+	// log: deleting it loses nothing.
+	IndexDir string
+	Logger   *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -77,10 +87,19 @@ type Store struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantState
+
+	idx *idIndex
+	// closeMu: appends and head reads hold it to read while they use idx;
+	// Close holds it to write.
+	closeMu sync.RWMutex
+	closed  bool
+	// caughtUp counts the log messages catchUp has folded (for tests).
+	caughtUp atomic.Uint64
 }
 
-// Open makes sure the stream exists with the expected configuration and
-// returns a Store over it. The connection stays the caller's to close.
+// Open makes sure the stream exists with the expected configuration, opens
+// the id index (see Options.IndexDir) and returns a Store over them. Close
+// the Store to close the index; the connection stays the caller's to close.
 func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	opts.defaults()
 	js, err := jetstream.New(nc)
@@ -125,14 +144,70 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: create or update stream %s: %w", ErrUnavailable, opts.Stream, err)
 	}
-	return &Store{
+	s := &Store{
 		opts:    opts,
 		nc:      nc,
 		js:      js,
 		stream:  stream,
 		log:     opts.Logger.With("component", "eventstore"),
 		tenants: map[string]*tenantState{},
-	}, nil
+	}
+	if s.idx, err = openIndex(opts.IndexDir, s.log); err != nil {
+		return nil, err
+	}
+	if err := s.checkIndexIdentity(ctx); err != nil {
+		_ = s.idx.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// streamIdentity names the stream the index caches: a stream deleted and
+// created again, even under the same name, has another creation time and
+// log id.
+func (s *Store) streamIdentity() string {
+	info := s.stream.CachedInfo()
+	return fmt.Sprintf("%s stream=%s created=%s log_id=%s", indexFormat, info.Config.Name,
+		info.Created.UTC().Format(time.RFC3339Nano), info.Config.Metadata[MetadataLogID])
+}
+
+// checkIndexIdentity drops the whole index when it was built from another
+// stream (or by a build with another layout).
+func (s *Store) checkIndexIdentity(ctx context.Context) error {
+	identity := s.streamIdentity()
+	old, dropped, err := s.idx.checkIdentity(identity)
+	if err != nil {
+		return err
+	}
+	if dropped {
+		s.log.WarnContext(ctx, "event index: dropping every entry, built from another stream; each tenant is rebuilt from the log on first use",
+			"index", s.idx.where(), "index_stream", old, "stream", identity)
+	}
+	return nil
+}
+
+// Close closes the id index, once the appends under way have finished;
+// later appends fail with ErrUnavailable. Reads keep working until the
+// connection closes. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.idx.close()
+}
+
+// useIndex holds the index open for an append or a head read; call the
+// returned func when done.
+func (s *Store) useIndex() (func(), error) {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return nil, fmt.Errorf("%w: the event store is closed", ErrUnavailable)
+	}
+	return s.closeMu.RUnlock, nil
 }
 
 // MetadataLogID is the stream metadata key holding the log's id: a UUID given

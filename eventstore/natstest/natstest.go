@@ -72,7 +72,8 @@ func (s *Server) Conn() *nats.Conn {
 	return nc
 }
 
-// Store opens an event store over a new connection.
+// Store opens an event store over a new connection, closed when the test
+// ends (before the server stops).
 func (s *Server) Store(opts ...func(*eventstore.Options)) *eventstore.Store {
 	s.t.Helper()
 	o := eventstore.Options{Logger: slog.New(slog.DiscardHandler)}
@@ -83,5 +84,6 @@ func (s *Server) Store(opts ...func(*eventstore.Options)) *eventstore.Store {
 	defer cancel()
 	st, err := eventstore.Open(ctx, s.Conn(), o)
 	require.NoError(s.t, err)
+	s.t.Cleanup(func() { require.NoError(s.t, st.Close()) })
 	return st
 }
