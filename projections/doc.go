@@ -16,6 +16,15 @@
 // finds the checkpoint moved (by another worker, or by a rebuild swap) writes nothing and the
 // worker reloads its position.
 //
+// # Memory
+//
+// A fold's memory is bounded by its batches (Options.BatchEvents and BatchBytes), not by the
+// log. A batch's decoded events are dropped as soon as it is prepared: the job handed to the
+// committer carries the prepared rows, and a projection that implements BatchPreparer (the
+// ledger) prepares each event as it is read, so that no batch of decoded events is held at
+// all, only two prepared batches (one committing, one being built). Events reach projections
+// without Raw, which no fold reads.
+//
 // # Schemas and rebuild
 //
 // Each read model lives in its own PostgreSQL schema named after the projection ("ledger"), so

@@ -25,7 +25,9 @@ type Projection interface {
 	Setup(ctx context.Context, tx pgx.Tx, schema string) error
 	// Apply folds events, in log order, into the tables in schema. It must write in bulk
 	// (COPY, set-based SQL), not a statement per event, and must be deterministic: folding the
-	// same events gives the same rows, however they are cut into batches.
+	// same events gives the same rows, however they are cut into batches. The runner hands
+	// events over without Raw (nil: the decoded Envelope is what a fold reads; Hash is kept),
+	// and may reuse the slice once Apply returns.
 	Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error
 }
 
@@ -34,9 +36,34 @@ type Projection interface {
 // one commits, and calls ApplyPrepared in the batch's transaction instead of Apply. Apply must
 // stay equivalent to ApplyPrepared(Prepare(events)): the runner still calls it where it does
 // not pipeline (the last events of a rebuild, folded inside the swap transaction).
+//
+// Prepare must not keep the events slice: the runner reuses it, and drops the batch's decoded
+// events as soon as the batch is prepared, so that the only decoded batch in memory is the one
+// being read. Whatever the prepared batch keeps of their Envelopes stays in memory until it is
+// committed: keep rows, not Envelopes. ApplyPrepared is called at most once per prepared batch.
 type Preparer interface {
 	Prepare(events []eventstore.Event) (any, error)
 	ApplyPrepared(ctx context.Context, tx pgx.Tx, schema string, prepared any) error
+}
+
+// BatchPreparer is a Preparer that prepares a batch one event at a time, as the log is read:
+// the runner then holds no batch of decoded events at all, only the log message being read
+// and the prepared batches (the one committing and the one being built). Prepare(events) must
+// stay equivalent to adding the events to a NewBatch one by one.
+type BatchPreparer interface {
+	Preparer
+	// NewBatch starts preparing a batch.
+	NewBatch() PreparingBatch
+}
+
+// PreparingBatch is a batch a BatchPreparer is preparing.
+type PreparingBatch interface {
+	// Add takes the batch's next event, in log order (Raw is nil). It must not keep ev's
+	// Envelope: values copied out of it (strings included) are fine.
+	Add(ev eventstore.Event) error
+	// Prepared ends the batch and returns what ApplyPrepared takes. The batch is not used
+	// after it.
+	Prepared() (any, error)
 }
 
 // Log is what the runner needs of the event log; *eventstore.Store has it.

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/tally-ledger/tally/eventstore"
 )
 
 // Progress is how far a rebuild has come.
@@ -162,12 +160,14 @@ func (r *Runner) swap(ctx context.Context, p Projection, pos uint64) (uint64, in
 	}
 	t := target{p: p, schema: next, checkpoint: next, parts: 1}
 	var n int
-	pos, err = r.gather(ctx, t, pos, func(events []eventstore.Event, _, _ uint64) error {
-		n += len(events)
-		if len(events) == 0 {
+	var c collector
+	pos, err = r.gather(ctx, t, pos, c.add, func(_, _ uint64, events int) error {
+		n += events
+		if events == 0 {
 			return nil
 		}
-		return p.Apply(ctx, tx, next, events)
+		defer c.reset()
+		return p.Apply(ctx, tx, next, c.events)
 	})
 	if err != nil {
 		return 0, 0, err

@@ -20,11 +20,21 @@ import (
 // Options configures a Runner. The zero value is usable.
 type Options struct {
 	// BatchEvents: a batch is committed once it holds at least this many events (whole log
-	// messages are never split, so a batch may hold more). Default 20,000: folding 1M events
-	// into the ledger ran at 55.8-55.9k events/s with 20,000 against 48.4-50.9k with 5,000
-	// (0.62-0.63x against 0.48-0.55x raw CopyFrom in the same runs; make bench's project stage,
-	// load average 2). A live tail's batches are smaller anyway: a batch takes what the log has.
+	// messages are never split, so a batch may hold more). Default 10,000. A fold's memory
+	// grows with its batches, not with the log: a BatchPreparer such as the ledger holds two
+	// prepared batches (one committing, one being built), a Preparer also the batch being read,
+	// decoded (see foldCommitted). Folding 1M cost events into the ledger (make bench's project
+	// stage, load average 2-3; ratio to raw CopyFrom of the same rows in the same run, and
+	// Tally's peak RSS): 20,000 a batch (no BatchBytes) 0.77x and 266 MiB, 10,000 0.72x and
+	// 193 MiB, 5,000 0.66x and 161 MiB; ratios moved by up to 0.1 between runs on the shared
+	// machine. 10,000 keeps a fold well under 256 MiB at most of 20,000's speed. A live tail's
+	// batches are smaller anyway: a batch takes what the log has.
 	BatchEvents int
+	// BatchBytes also ends a batch, at the first message boundary once its events take this
+	// many bytes as stored in the log: a batch's memory follows its bytes, so large events make
+	// smaller batches. Default 16 MiB: make bench's cost events, about 1.1 KB each, reach it
+	// near 15,000 events (20,000 a batch then peaked at 230-235 MiB).
+	BatchBytes int
 	// PollInterval: how often an idle worker asks the log for new events. Default 100 ms.
 	PollInterval time.Duration
 	// Partitions splits each projection's work by tenant (see the package doc). Default 1.
@@ -43,7 +53,10 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.BatchEvents <= 0 {
-		o.BatchEvents = 20_000
+		o.BatchEvents = 10_000
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 16 << 20
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 100 * time.Millisecond
@@ -366,10 +379,17 @@ func (r *Runner) CatchUp(ctx context.Context) error {
 // It returns the new position; onCommit, if set, hears of each commit. Reading (and preparing,
 // for a Preparer) the next batch overlaps with committing the previous one: the log reader
 // and PostgreSQL work at the same time. A failed commit stops the batches after it.
+//
+// Memory: a job on its way to the committer carries a prepared batch, not its events. A
+// BatchPreparer's batch is prepared event by event as the log is read, so no batch of decoded
+// events is ever held; a Preparer's batch is held decoded until it is prepared, and dropped
+// then. Only a projection that is no Preparer has its events in the job (Apply needs them in
+// the transaction), so up to two batches of them are held: the one committing, the one read.
 func (r *Runner) foldCommitted(ctx context.Context, t target, pos uint64, onCommit func(seq uint64, events int)) (uint64, error) {
 	type job struct {
-		events   []eventstore.Event
+		events   []eventstore.Event // for a projection that is no Preparer
 		prepared any
+		n        int
 		from     uint64
 		upTo     uint64
 	}
@@ -387,27 +407,72 @@ func (r *Runner) foldCommitted(ctx context.Context, t target, pos uint64, onComm
 				}
 				return t.p.Apply(ctx, tx, t.schema, j.events)
 			}
-			if len(j.events) == 0 {
+			if j.n == 0 {
 				apply = nil
 			}
-			if err := r.commit(ctx, t, j.from, j.upTo, len(j.events), apply); err != nil {
+			if err := r.commit(ctx, t, j.from, j.upTo, j.n, apply); err != nil {
 				commitErr = err
 				return
 			}
 			committed = j.upTo
 			if onCommit != nil {
-				onCommit(j.upTo, len(j.events))
+				onCommit(j.upTo, j.n)
 			}
 		}
 	}()
-	_, readErr := r.gather(ctx, t, pos, func(events []eventstore.Event, from, upTo uint64) error {
-		j := job{events: events, from: from, upTo: upTo}
-		if prep != nil && len(events) > 0 {
-			var err error
-			if j.prepared, err = prep.Prepare(events); err != nil {
-				return fmt.Errorf("prepare %d events up to seq %d for %s: %w", len(events), upTo, t.schema, err)
+
+	// add takes the batch's next event; take ends the batch (of n events) and returns its job.
+	var (
+		add  func(eventstore.Event) error
+		take func(n int) (job, error)
+	)
+	switch bp, _ := t.p.(BatchPreparer); {
+	case bp != nil:
+		var b PreparingBatch
+		add = func(ev eventstore.Event) error {
+			if b == nil {
+				b = bp.NewBatch()
 			}
+			ev.Raw = nil
+			if err := b.Add(ev); err != nil {
+				return fmt.Errorf("prepare event seq %d.%d for %s: %w", ev.StreamSeq, ev.Index, t.schema, err)
+			}
+			return nil
 		}
+		take = func(n int) (job, error) {
+			if b == nil {
+				return job{}, nil
+			}
+			prepared, err := b.Prepared()
+			b = nil
+			return job{prepared: prepared, n: n}, err
+		}
+	case prep != nil:
+		var c collector
+		add = c.add
+		take = func(n int) (job, error) {
+			if n == 0 {
+				return job{}, nil
+			}
+			prepared, err := prep.Prepare(c.events)
+			c.reset() // the batch is prepared: its decoded events may go
+			return job{prepared: prepared, n: n}, err
+		}
+	default:
+		var c collector
+		add = c.add
+		take = func(n int) (job, error) {
+			j := job{events: c.events, n: n}
+			c.events = make([]eventstore.Event, 0, len(j.events)) // the job keeps the slice
+			return j, nil
+		}
+	}
+	_, readErr := r.gather(ctx, t, pos, add, func(from, upTo uint64, n int) error {
+		j, err := take(n)
+		if err != nil {
+			return fmt.Errorf("prepare %d events up to seq %d for %s: %w", n, upTo, t.schema, err)
+		}
+		j.from, j.upTo = from, upTo
 		select {
 		case jobs <- j:
 			return nil
@@ -423,15 +488,31 @@ func (r *Runner) foldCommitted(ctx context.Context, t target, pos uint64, onComm
 	return committed, readErr
 }
 
+// collector holds a batch's decoded events (without Raw, which no fold reads).
+type collector struct{ events []eventstore.Event }
+
+func (c *collector) add(ev eventstore.Event) error {
+	ev.Raw = nil
+	c.events = append(c.events, ev)
+	return nil
+}
+
+// reset drops the events and keeps the slice for the next batch.
+func (c *collector) reset() {
+	clear(c.events)
+	c.events = c.events[:0]
+}
+
 // errCommitStopped: the committer of a pipelined fold has stopped on an error of its own,
 // which foldCommitted returns instead.
 var errCommitStopped = errors.New("projection committer stopped")
 
-// gather reads t's events after pos up to the log's head and hands them to fn in batches of
-// whole log messages; fn(events, from, upTo) moves the position from from to upTo (events may
-// be empty when only events of other kinds or partitions lay between). It returns the last
-// position fn accepted.
-func (r *Runner) gather(ctx context.Context, t target, pos uint64, fn func(events []eventstore.Event, from, upTo uint64) error) (uint64, error) {
+// gather reads t's events after pos up to the log's head, hands each to add, and cuts them
+// into batches of whole log messages: cut(from, upTo, n) ends a batch of n events that moves
+// the position from from to upTo (n may be 0 when only events of other kinds or partitions lay
+// between). A batch ends at the first message boundary once it holds Options.BatchEvents events
+// or Options.BatchBytes bytes of them. It returns the last position cut accepted.
+func (r *Runner) gather(ctx context.Context, t target, pos uint64, add func(eventstore.Event) error, cut func(from, upTo uint64, n int) error) (uint64, error) {
 	head, err := r.log.LastSeq(ctx)
 	if err != nil {
 		return pos, err
@@ -439,21 +520,23 @@ func (r *Runner) gather(ctx context.Context, t target, pos uint64, fn func(event
 	if head <= pos {
 		return pos, nil
 	}
-	var batch []eventstore.Event
-	var cur uint64 // stream sequence of the message being gathered
+	var (
+		n, size int
+		cur     uint64 // stream sequence of the message being gathered
+	)
 	flush := func(upTo uint64) error {
 		if upTo <= pos {
 			return nil
 		}
-		if err := fn(batch, pos, upTo); err != nil {
+		if err := cut(pos, upTo, n); err != nil {
 			return err
 		}
-		pos, batch = upTo, nil
+		pos, n, size = upTo, 0, 0
 		return nil
 	}
 	err = r.log.Read(ctx, eventstore.ReadFilter{Kinds: t.p.Kinds(), FromStreamSeq: pos + 1}, func(ev eventstore.Event) error {
 		if ev.StreamSeq != cur {
-			if len(batch) >= r.opts.BatchEvents {
+			if n >= r.opts.BatchEvents || size >= r.opts.BatchBytes {
 				if err := flush(cur); err != nil {
 					return err
 				}
@@ -463,8 +546,9 @@ func (r *Runner) gather(ctx context.Context, t target, pos uint64, fn func(event
 		if t.parts > 1 && Partition(ev.Envelope.GetTenantId(), t.parts) != t.part {
 			return nil
 		}
-		batch = append(batch, ev)
-		return nil
+		n++
+		size += len(ev.Raw)
+		return add(ev)
 	})
 	if err != nil {
 		return pos, err

@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -36,27 +35,14 @@ type copyBinary struct {
 // copyBinaryHeader is the signature, flags and header-extension length of the binary format.
 var copyBinaryHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 
-// Bytes per row the last batches took, to size the next batch's buffers at once (growing
-// them by doubling copied each batch's rows about twice).
-var historyRowBytes, freshRowBytes atomic.Int64
-
-// grow makes room for rows rows of the size hint says.
-func (c *copyBinary) grow(rows int, hint *atomic.Int64) {
-	if rows == 0 {
-		return
+// reuse empties c for another stream, keeping its buffers unless the last stream used less
+// than a quarter of one (a large batch's buffer is not kept for small ones).
+func (c *copyBinary) reuse() copyBinary {
+	buf := c.buf[:0]
+	if len(c.buf) < cap(c.buf)/4 {
+		buf = nil
 	}
-	per := hint.Load()
-	if per == 0 {
-		per = 512
-	}
-	c.buf = make([]byte, 0, len(copyBinaryHeader)+2+rows*int(per))
-}
-
-// learn records the bytes per row of this batch's rows rows in hint.
-func (c *copyBinary) learn(rows int, hint *atomic.Int64) {
-	if rows > 0 {
-		hint.Store(int64(len(c.buf)/rows + 16))
-	}
+	return copyBinary{buf: buf, digits: c.digits[:0]}
 }
 
 // row starts a row of n fields (the header goes before the first).

@@ -160,6 +160,19 @@ WHERE d.line_count = 0 AND d.tenant_id = k.tenant_id AND d.day = k.day AND d.pro
 
 var slowSQLs = [2]string{slowSQL(false), slowSQL(true)}
 
+// freshStageDDL is a table for the fast path's COPY rows (freshColumns, typed as in lines),
+// and freshToStage stages them as stageRow stages a recorded line: slowSQL reads neither the
+// event index nor the deltas, and the lines' keys are distinct (ord only has to be unique).
+var (
+	freshStageDDL = `
+DROP TABLE IF EXISTS pg_temp.ledger_fresh;
+CREATE TEMP TABLE ledger_fresh ON COMMIT DROP AS SELECT ` + strings.Join(freshColumns, ", ") + ` FROM ledger_schema.lines WITH NO DATA`
+	freshToStage = `
+INSERT INTO ledger_stage (ord, op, stream_seq, event_id, previous_event_id, post_close, tags, ` + lineCols + `)
+SELECT row_number() OVER (), ` + fmt.Sprint(opRecorded) + `, updated_seq, last_event_id, '', post_close, tags::text, ` + lineCols + `
+FROM ledger_fresh`
+)
+
 // qualified prefixes every column of a comma-separated list with alias.
 func qualified(alias, cols string) string {
 	parts := strings.Split(cols, ",")
@@ -190,7 +203,7 @@ func apply(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) error {
 		}
 	}
 	if len(b.slow) > 0 || len(b.finals) > 0 {
-		if err := foldSlow(ctx, tx, schema, b.slow, b.finals); err != nil {
+		if err := foldSlow(ctx, tx, schema, b.slow, b.finals, nil); err != nil {
 			return err
 		}
 	}
@@ -200,14 +213,26 @@ func apply(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) error {
 	return nil
 }
 
-// foldSlow runs the general fold (slowSQL) over stage rows and finalized scopes.
-func foldSlow(ctx context.Context, tx pgx.Tx, schema string, stage, finals [][]any) error {
+// foldSlow runs the general fold (slowSQL) over stage rows, the recorded lines of fresh (the
+// fast path's COPY rows, nil for none) and finalized scopes.
+func foldSlow(ctx context.Context, tx pgx.Tx, schema string, stage, finals [][]any, fresh *copyBinary) error {
 	if _, err := tx.Exec(ctx, stageDDL); err != nil {
 		return fmt.Errorf("create stage: %w", err)
 	}
 	if len(stage) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_stage"}, stageColumns, pgx.CopyFromRows(stage)); err != nil {
 			return fmt.Errorf("copy stage: %w", err)
+		}
+	}
+	if fresh != nil {
+		if _, err := tx.Exec(ctx, inSchema(freshStageDDL, schema)); err != nil {
+			return fmt.Errorf("create stage of new lines: %w", err)
+		}
+		if err := copyBinaryInto(ctx, tx, pgx.Identifier{"ledger_fresh"}, freshColumns, fresh); err != nil {
+			return fmt.Errorf("copy new lines to stage: %w", err)
+		}
+		if _, err := tx.Exec(ctx, freshToStage); err != nil {
+			return fmt.Errorf("stage new lines: %w", err)
 		}
 	}
 	sql := slowSQLs[0]

@@ -6,8 +6,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tally-ledger/tally/eventstore"
 	"github.com/tally-ledger/tally/projections"
 	"github.com/tally-ledger/tally/projections/ledger"
+	tallyv1 "github.com/tally-ledger/tally/proto/gen/tally/v1"
+	"github.com/tally-ledger/tally/storage/pgtest"
 )
 
 // TestFold appends recorded, restated, retracted and finalized events to a real log, folds
@@ -75,7 +78,68 @@ func TestFold(t *testing.T) {
 	}
 }
 
+// recordedAgain records l again, without a retraction in between (a re-sent bill line);
+// version tells its event from the first.
+func recordedAgain(tenant string, l *tallyv1.CostLine, version string) *tallyv1.Envelope {
+	e := recorded(tenant, l)
+	e.IdempotencyKey += "/" + version
+	e.EventId = eventstore.DeterministicID(tenant, e.IdempotencyKey)
+	return e
+}
+
+// TestLineEventsOfOneLine folds lines recorded again (no retraction in between), and lines
+// recorded then restated, retracted or recorded again within one log message, cut into
+// batches of every message and of the whole log. Across batches, the fast path's COPY finds a
+// "new" line in the ledger already and the batch's new lines are folded the general way,
+// staged from their COPY rows; within one, a recorded line's fresh row is dropped (and taken
+// out of the daily sums) for the later event of its line. Every cut gives the same bytes and
+// the expected lines.
+func TestLineEventsOfOneLine(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	appendEvents(t, e.store, "acme",
+		recorded("acme", line("acct-1", "k1", "EC2", 1, "10.00", "USD")),
+		recorded("acme", line("acct-1", "k2", "S3", 1, "2.5", "USD")),
+		recorded("acme", line("acct-2", "k3", "RDS", 2, "7", "EUR")))
+	appendEvents(t, e.store, "acme",
+		recordedAgain("acme", line("acct-1", "k1", "EC2", 1, "12.50", "USD"), "v2"), // k1 is in the ledger: COPY fails
+		recorded("acme", line("acct-1", "k4", "EC2", 3, "1.25", "USD")),
+		restated("acme", line("acct-1", "k2", "S3", 1, "3.5", "USD"), "1", recID("acme", "acct-1", "k2")),
+		recorded("acme", line("acct-1", "k5", "Lambda", 3, "0.75", "USD")),
+		retracted("acme", "acct-1", "k5", "-0.75", "USD", recID("acme", "acct-1", "k5")))
+	appendEvents(t, e.store, "acme",
+		recorded("acme", line("acct-2", "k6", "RDS", 4, "0.001", "EUR")),
+		recordedAgain("acme", line("acct-2", "k6", "RDS", 4, "0.002", "EUR"), "v2"),
+		recorded("acme", line("acct-2", "k7", "RDS", 4, "5", "EUR")),
+		finalized("acme", "acct-2"),
+		recordedAgain("acme", line("acct-2", "k3", "RDS", 2, "8", "EUR"), "v2"))
+
+	var sums []string
+	for _, batch := range []int{1, 1000} {
+		pool, _ := pgtest.NewDB(t)
+		r, err := projections.NewRunner(pool, e.store, projections.Options{BatchEvents: batch}, ledger.New())
+		require.NoError(t, err)
+		require.NoError(t, r.CatchUp(ctx))
+		q := ledger.NewQueries(pool)
+		require.Equal(t, map[string]string{"USD": "17.25", "EUR": "13.00"}, billedTotals(t, q, "acme"), "batch %d", batch)
+		totals, err := q.Totals(ctx, ledger.Filter{Tenant: "acme"})
+		require.NoError(t, err)
+		lines := map[string]int64{}
+		for _, tt := range totals {
+			lines[tt.Currency] = tt.Lines
+		}
+		require.Equal(t, map[string]int64{"USD": 3, "EUR": 3}, lines, "batch %d: k5 retracted", batch)
+		var history int
+		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM ledger.line_history").Scan(&history))
+		require.Equal(t, 12, history, "batch %d: one history row per line event", batch)
+		dailyMatchesLines(t, pool, ledger.Name)
+		sums = append(sums, checksum(t, pool, ledger.Name))
+	}
+	require.Equal(t, sums[0], sums[1], "same bytes however the log is cut")
+}
+
 var (
-	_ projections.Projection = (*ledger.Projection)(nil)
-	_ projections.Preparer   = (*ledger.Projection)(nil)
+	_ projections.Projection    = (*ledger.Projection)(nil)
+	_ projections.Preparer      = (*ledger.Projection)(nil)
+	_ projections.BatchPreparer = (*ledger.Projection)(nil)
 )

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,7 +25,8 @@ import (
 // finalizations, keys seen twice in the batch) goes through slowSQL. A "new" line that turns
 // out to exist (a key recorded again without a retraction in between) makes the COPY fail on
 // the primary key; the fast path then rolls back to a savepoint and folds those lines through
-// slowSQL, so the result never depends on which path ran.
+// slowSQL, staged from their COPY rows (foldSlow), so the result never depends on which path
+// ran.
 
 var historyColumns = []string{"tenant_id", "stream_seq", "event_index", "event_id", "op", "provider", "billing_account_id",
 	"billing_period_start", "line_key", "previous_event_id", "post_close", "billing_currency", "billed_cost_delta",
@@ -42,7 +44,9 @@ type scopeID struct {
 	period                    int64
 }
 
-// batchPlan is one batch's events sorted for the two paths, as rows ready to COPY.
+// batchPlan is one batch's events sorted for the two paths, as rows ready to COPY. A planner
+// builds it one event at a time, as the runner reads the log, so that no batch of decoded
+// events is held: only these rows. Once applied, its buffers go to a later batch (release).
 type batchPlan struct {
 	history     copyBinary // line_history rows, one per line event
 	historyRows int
@@ -51,16 +55,27 @@ type batchPlan struct {
 	fresh       copyBinary
 	scratch     []byte
 	freshRows   []freshRow
-	freshEvents []eventstore.Event // to stage them after all, should one exist already
 	daily       *dailySums
 	months      []time.Time // first instants of the billing-period months the lines fall in
 	fx          fxRows      // FX rates recorded (fx.go)
+
+	// The planner's while it builds the plan (empty after), kept to be reused.
+	lines     map[lineID]int32 // the batch's lines: index of the line's fresh row, or -1 once staged
+	linesRoom int              // the most lines lines held
+	undo      []freshUndo      // per fresh row
 }
 
-// freshRow is where a fresh line's final flag sits in the COPY text, and its scope.
+// freshRow is where a fresh line's final flag sits in the COPY data, and its scope.
 type freshRow struct {
 	scope scopeID
 	at    int
+}
+
+// freshUndo is what a fresh row added to the daily sums, to take it out should the row be
+// dropped (sum is nil once it is).
+type freshUndo struct {
+	sum     *dailySum
+	amounts [3]string // billed, effective, list
 }
 
 // lineEvent is what identifies a line event: its kind, scope and key.
@@ -83,44 +98,97 @@ func scopeOf(tenant string, s *tallyv1.BillScope) scopeID {
 	return scopeID{tenant, s.GetProvider(), s.GetBillingAccountId(), s.GetBillingPeriodStart().AsTime().UnixNano()}
 }
 
-func planBatch(events []eventstore.Event) (*batchPlan, error) {
-	b := &batchPlan{daily: newDailySums()}
-	ids := make([]lineID, len(events)) // of line events; zero for the others
-	seen := make(map[lineID]int32, len(events))
-	months := map[time.Time]bool{}
-	var lastMonth time.Time
-	lines := 0
-	for i, ev := range events {
-		env := ev.Envelope
-		op, scope, key := lineEvent(env)
-		if op == 0 {
-			continue
-		}
-		lines++
-		period := scope.GetBillingPeriodStart().AsTime()
-		ids[i] = lineID{env.GetTenantId(), scope.GetProvider(), scope.GetBillingAccountId(), key, period.UnixNano()}
-		seen[ids[i]]++
-		if m := time.Date(period.Year(), period.Month(), 1, 0, 0, 0, 0, time.UTC); m != lastMonth && !months[m] {
-			months[m] = true
-			b.months = append(b.months, m)
-			lastMonth = m
-		}
+// spare holds applied plans, whose buffers the next batches reuse: a fold in progress has
+// two plans, one committing and one being built. A buffer much larger than its last batch
+// needed is not kept (copyBinary.reuse), so a catch-up's large buffers go with the first small
+// batches after it.
+var spare struct {
+	sync.Mutex
+	plans []*batchPlan
+}
+
+const maxSpare = 2
+
+func newPlan() *batchPlan {
+	spare.Lock()
+	defer spare.Unlock()
+	n := len(spare.plans)
+	if n == 0 {
+		return &batchPlan{lines: map[lineID]int32{}}
+	}
+	b := spare.plans[n-1]
+	spare.plans[n-1] = nil
+	spare.plans = spare.plans[:n-1]
+	return b
+}
+
+// release hands b's buffers to a later batch. b is not used after it, and must have been
+// applied without error: a failed COPY may leave pgx reading its buffer.
+func (b *batchPlan) release() {
+	clear(b.freshRows) // their strings
+	rows, undo := b.freshRows[:0], b.undo[:0]
+	if len(b.freshRows) < cap(b.freshRows)/4 {
+		rows, undo = nil, nil
+	}
+	lines, room := b.lines, max(b.linesRoom, b.historyRows)
+	if b.historyRows < room/4 {
+		lines, room = map[lineID]int32{}, 0
+	}
+	*b = batchPlan{history: b.history.reuse(), fresh: b.fresh.reuse(), scratch: b.scratch[:0],
+		freshRows: rows, lines: lines, linesRoom: room, undo: undo}
+	spare.Lock()
+	defer spare.Unlock()
+	if len(spare.plans) < maxSpare {
+		spare.plans = append(spare.plans, b)
+	}
+}
+
+// planner builds a batchPlan one event at a time (projections.PreparingBatch). Whether a
+// recorded line is fresh depends on the rest of the batch (a later event of the same line
+// sends it the general way), so every recorded line is taken as fresh until a later event of
+// its line drops its fresh row again: that later event is then staged, and is the line's last
+// in the stage, so the dropped one needs no stage row (slowSQL folds the last event of each
+// line it stages; every event keeps its history row).
+type planner struct {
+	b         *batchPlan
+	ord       int // events added
+	dropped   int // fresh rows dropped
+	months    map[time.Time]bool
+	lastMonth time.Time
+}
+
+func newPlanner() *planner {
+	b := newPlan()
+	b.daily = newDailySums()
+	return &planner{b: b, months: map[time.Time]bool{}}
+}
+
+// Add implements projections.PreparingBatch: it sorts one event into the plan.
+func (p *planner) Add(ev eventstore.Event) error {
+	ord := p.ord
+	p.ord++
+	if err := p.add(ord, ev); err != nil {
+		return fmt.Errorf("event %s (seq %d.%d): %w", ev.Envelope.GetEventId(), ev.StreamSeq, ev.Index, err)
+	}
+	return nil
+}
+
+// Prepared implements projections.PreparingBatch.
+func (p *planner) Prepared() (any, error) {
+	b := p.b
+	if p.dropped > 0 {
+		p.compactFresh()
 	}
 	slices.SortFunc(b.months, time.Time.Compare)
-	b.history.grow(lines, &historyRowBytes)
-	b.fresh.grow(lines, &freshRowBytes)
-	for i, ev := range events {
-		if err := b.add(i, ev, seen[ids[i]]); err != nil {
-			return nil, fmt.Errorf("event %s (seq %d.%d): %w", ev.Envelope.GetEventId(), ev.StreamSeq, ev.Index, err)
-		}
-	}
-	b.history.learn(b.historyRows, &historyRowBytes)
-	b.fresh.learn(len(b.freshRows), &freshRowBytes)
+	clear(b.lines) // their strings; the map keeps its room
+	clear(b.undo)
+	b.undo = b.undo[:0]
+	p.b = nil
 	return b, nil
 }
 
-// add sorts one event into the plan; times is how often the batch holds its line.
-func (b *batchPlan) add(ord int, ev eventstore.Event, times int32) error {
+func (p *planner) add(ord int, ev eventstore.Event) error {
+	b := p.b
 	env := ev.Envelope
 	tenant := env.GetTenantId()
 	op, scope, key := lineEvent(env)
@@ -133,6 +201,12 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, times int32) error {
 			b.finals = append(b.finals, final)
 		}
 		return err
+	}
+	period := scope.GetBillingPeriodStart().AsTime()
+	if m := time.Date(period.Year(), period.Month(), 1, 0, 0, 0, 0, time.UTC); m != p.lastMonth && !p.months[m] {
+		p.months[m] = true
+		b.months = append(b.months, m)
+		p.lastMonth = m
 	}
 	uid, err := uuid.Parse(env.GetEventId())
 	if err != nil {
@@ -163,7 +237,15 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, times int32) error {
 		return err
 	}
 	b.historyRows++
-	if op != opRecorded || times != 1 {
+	lid := lineID{tenant, scope.GetProvider(), scope.GetBillingAccountId(), key, period.UnixNano()}
+	i, seen := b.lines[lid]
+	if seen && i >= 0 {
+		if err := p.drop(i); err != nil {
+			return err
+		}
+	}
+	if op != opRecorded || seen {
+		b.lines[lid] = -1
 		row, _, err := stageRow(ord, ev)
 		if err != nil {
 			return err
@@ -180,9 +262,47 @@ func (b *batchPlan) add(ord int, ev eventstore.Event, times int32) error {
 		return err
 	}
 	sc := scopeOf(tenant, scope)
+	if n := len(b.freshRows); n > 0 && b.freshRows[n-1].scope == sc {
+		sc = b.freshRows[n-1].scope // the same strings, not one copy a row
+	}
+	sum, err := b.daily.add(sc, line)
+	if err != nil {
+		return err
+	}
+	b.lines[lid] = int32(len(b.freshRows))
 	b.freshRows = append(b.freshRows, freshRow{scope: sc, at: at})
-	b.freshEvents = append(b.freshEvents, ev)
-	return b.daily.add(sc, line)
+	b.undo = append(b.undo, freshUndo{sum: sum, amounts: [3]string{line.GetBilledCost(), line.GetEffectiveCost(), line.GetListCost()}})
+	return nil
+}
+
+// drop takes fresh row i out of the daily sums and marks it for compactFresh.
+func (p *planner) drop(i int32) error {
+	u := &p.b.undo[i]
+	sum := u.sum
+	u.sum = nil
+	p.dropped++
+	return p.b.daily.sub(sum, u.amounts)
+}
+
+// compactFresh removes the dropped rows from the fresh COPY data. Row k runs from the end of
+// row k-1 (the header, for the first) to its final flag, its last byte.
+func (p *planner) compactFresh() {
+	b := p.b
+	buf := b.fresh.buf
+	w := len(copyBinaryHeader)
+	start := w
+	kept := b.freshRows[:0]
+	for k, r := range b.freshRows {
+		end := r.at + 1
+		if b.undo[k].sum != nil {
+			w += copy(buf[w:], buf[start:end])
+			r.at = w - 1
+			kept = append(kept, r)
+		}
+		start = end
+	}
+	clear(b.freshRows[len(kept):])
+	b.fresh.buf, b.freshRows = buf[:w], kept
 }
 
 func deltaStrings(d *tallyv1.CostDelta) [6]string {
@@ -224,17 +344,12 @@ func foldFresh(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) erro
 	err = copyBinaryInto(ctx, tx, pgx.Identifier{schema, "lines"}, freshColumns, &b.fresh)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		// Some "new" line exists already: fold them all the general way.
+		// Some "new" line exists already: fold them all the general way, staged from their
+		// COPY rows (the batch's decoded events are gone).
 		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT ledger_fresh"); err != nil {
 			return err
 		}
-		stage := make([][]any, len(b.freshEvents))
-		for i, ev := range b.freshEvents {
-			if stage[i], _, err = stageRow(i, ev); err != nil {
-				return err
-			}
-		}
-		return foldSlow(ctx, tx, schema, stage, nil)
+		return foldSlow(ctx, tx, schema, nil, nil, &b.fresh)
 	}
 	if err != nil {
 		return fmt.Errorf("copy new lines: %w", err)
@@ -300,7 +415,7 @@ func newDailySums() *dailySums { return &dailySums{sums: map[dailyKey]*dailySum{
 
 // add sums new line l into its day: the UTC date of the charge period start, else of the
 // billing period start (dayExpr).
-func (d *dailySums) add(sc scopeID, l *tallyv1.CostLine) error {
+func (d *dailySums) add(sc scopeID, l *tallyv1.CostLine) (*dailySum, error) {
 	start := time.Unix(0, sc.period).UTC()
 	if l.GetChargePeriodStart() != nil {
 		start = l.GetChargePeriodStart().AsTime()
@@ -319,11 +434,24 @@ func (d *dailySums) add(sc scopeID, l *tallyv1.CostLine) error {
 	}{{&sum.billed, l.GetBilledCost()}, {&sum.effective, l.GetEffectiveCost()}, {&sum.list, l.GetListCost()}} {
 		exp, err := parseDecimal(p.amt, &d.tmp)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.s.add(&d.tmp, exp)
 	}
 	sum.lines++
+	return sum, nil
+}
+
+// sub takes a line add added to sum back out: its billed, effective and list amounts.
+func (d *dailySums) sub(sum *dailySum, amounts [3]string) error {
+	for i, s := range [3]*decimalSum{&sum.billed, &sum.effective, &sum.list} {
+		exp, err := parseDecimal(amounts[i], &d.tmp)
+		if err != nil {
+			return err
+		}
+		s.add(d.tmp.Neg(&d.tmp), exp)
+	}
+	sum.lines--
 	return nil
 }
 
@@ -350,6 +478,8 @@ func (d *dailySums) args(final map[scopeID]bool) []any {
 		m.list.add(&s.list.unscaled, s.list.exp)
 		m.lines += s.lines
 	}
+	// A day whose every new line was dropped again (sub) is exactly zero: it adds nothing.
+	keys = slices.DeleteFunc(keys, func(k key) bool { return merged[k].lines == 0 })
 	n := len(keys)
 	var (
 		tenants, providers, accounts, services, regions, categories, currencies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)

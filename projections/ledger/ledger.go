@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tally-ledger/tally/eventstore"
+	"github.com/tally-ledger/tally/projections"
 )
 
 const (
@@ -58,24 +59,41 @@ func (*Projection) Setup(ctx context.Context, tx pgx.Tx, schema string) error {
 }
 
 // Apply implements projections.Projection.
-func (*Projection) Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error {
-	b, err := planBatch(events)
+func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, schema string, events []eventstore.Event) error {
+	b, err := p.Prepare(events)
 	if err != nil {
 		return err
 	}
-	return apply(ctx, tx, schema, b)
+	return p.ApplyPrepared(ctx, tx, schema, b)
 }
 
 // Prepare implements projections.Preparer: it turns events into rows, with no database.
-func (*Projection) Prepare(events []eventstore.Event) (any, error) { return planBatch(events) }
+func (*Projection) Prepare(events []eventstore.Event) (any, error) {
+	b := newPlanner()
+	for _, ev := range events {
+		if err := b.Add(ev); err != nil {
+			return nil, err
+		}
+	}
+	return b.Prepared()
+}
 
-// ApplyPrepared implements projections.Preparer.
+// NewBatch implements projections.BatchPreparer: the runner then hands a batch's events over
+// one at a time as it reads them, and keeps none of them.
+func (*Projection) NewBatch() projections.PreparingBatch { return newPlanner() }
+
+// ApplyPrepared implements projections.Preparer. A batch applied without error gives its
+// buffers to a later batch.
 func (*Projection) ApplyPrepared(ctx context.Context, tx pgx.Tx, schema string, prepared any) error {
 	b, ok := prepared.(*batchPlan)
 	if !ok {
 		return fmt.Errorf("ledger: prepared batch of type %T", prepared)
 	}
-	return apply(ctx, tx, schema, b)
+	if err := apply(ctx, tx, schema, b); err != nil {
+		return err
+	}
+	b.release()
+	return nil
 }
 
 // inSchema puts sql's tables in schema.
