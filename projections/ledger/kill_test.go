@@ -175,14 +175,25 @@ func TestKill9(t *testing.T) {
 		m.chunk(t, st, round)
 	}
 	var moved, behind int
-	for range kills {
+	for k := range kills {
 		if round < rounds {
 			m.chunk(t, st, round)
 			round++
 		}
 		before := checkpoint()
 		cmd := start()
-		time.Sleep(time.Duration(100+m.rng.IntN(300)) * time.Millisecond)
+		if k%2 == 1 {
+			// Every other kill waits for the projector's first commit, so that kills land after
+			// progress however slow the machine is to start a process; the others land at a
+			// random early moment (often during start-up or the first batch).
+			deadline := time.Now().Add(30 * time.Second)
+			for checkpoint() == before && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(m.rng.IntN(200)) * time.Millisecond)
+		} else {
+			time.Sleep(time.Duration(100+m.rng.IntN(300)) * time.Millisecond)
+		}
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		err := cmd.Wait()
 		require.Error(t, err, "the projector was killed, it did not exit")
