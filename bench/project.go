@@ -92,7 +92,7 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if rep.BatchEvents <= 0 {
-		rep.BatchEvents = 20_000
+		rep.BatchEvents = 10_000
 	}
 	dir := cfg.Dir
 	if dir == "" {

@@ -38,7 +38,7 @@ func main() {
 	raw := flag.Int("raw-events", 0, "log stage: events for raw publish with default fsync (default: -events)")
 	rawSync := flag.Int("raw-sync-events", 50_000, "log stage: events for raw publish with sync_interval: always (a sample: it runs at a few thousand a second)")
 	rows := flag.Int("rows", 1_000_000, "ingest, project and rebuild stages: rows of the generated FOCUS bill (one cost event each)")
-	projectBatch := flag.Int("project-batch", 20_000, "project and rebuild stages: events per projection transaction (20000 is the runner's default)")
+	projectBatch := flag.Int("project-batch", 10_000, "project and rebuild stages: events per projection transaction (10000 is the runner's default)")
 	queries := flag.Int("queries", 200, "query stage: measured runs of the query (after 10 warm-up runs)")
 	out := flag.String("json", "", "write the figures as JSON to this file")
 	natsServer := flag.String("nats-server", os.Getenv("TALLY_BENCH_NATS_SERVER"), "nats-server binary: every stage's log runs in a nats-server process of its own, as in production, and its memory is measured apart from Tally's (default $TALLY_BENCH_NATS_SERVER; empty: in this process)")
