@@ -113,7 +113,7 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	defer closeStore(store)
+	defer func() { _ = store.Close() }()
 	r, err := focus.Open(path)
 	if err != nil {
 		return rep, err

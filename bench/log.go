@@ -228,7 +228,7 @@ func durableAppend(ctx context.Context, h harness, dir string, events, batchSize
 	if err != nil {
 		return Rate{}, err
 	}
-	defer closeStore(st)
+	defer func() { _ = st.Close() }()
 	m := h.measure("log-durable", srv)
 	defer func() { err = m.done(&r, err) }()
 	// A producer builds the next batch while the current one is being

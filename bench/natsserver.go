@@ -152,11 +152,3 @@ func (s *logServer) peakRSSMiB() float64 {
 	}
 	return peakRSSMiBOf(s.ext.cmd.Process.Pid)
 }
-
-// closeStore closes st's id index where the eventstore has one to close (Close), so that a
-// Store a stage is done with holds no memory into the next.
-func closeStore(st *eventstore.Store) {
-	if c, ok := any(st).(interface{ Close() error }); ok {
-		_ = c.Close()
-	}
-}

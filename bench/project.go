@@ -127,15 +127,19 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	}
 	defer srv.stop()
 	defer nc.Close()
-	ingestStore, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")})
+	indexOpts := eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")}
+	store, err := eventstore.Open(ctx, nc, indexOpts)
 	if err != nil {
 		return rep, err
 	}
+	// store is the ingest's Store, then (unless shared) the runner's own: whichever it is
+	// at the end is closed (and its index flushed) here.
+	defer func() { _ = store.Close() }()
 	r, err := focus.Open(path)
 	if err != nil {
 		return rep, err
 	}
-	sum, err := ingest.Ingest(ctx, ingestStore, pool, projectTenant, r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	sum, err := ingest.Ingest(ctx, store, pool, projectTenant, r, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
 	r.Close()
 	if err != nil {
 		return rep, fmt.Errorf("ingest the bill to project: %w", err)
@@ -143,18 +147,17 @@ func RunProject(ctx context.Context, cfg ProjectConfig) (ProjectReport, error) {
 	events := int(sum.Appended)
 	cfg.Logger.Info("ingested the bill to project", "events", events)
 
-	store := ingestStore
 	rep.SharedStore = cfg.SharedStore
 	if !cfg.SharedStore {
 		// The ingest's Store is not used from here: closed with its connection, a GC frees
 		// both.
-		closeStore(ingestStore)
+		_ = store.Close()
 		nc.Close()
 		if nc, err = srv.connect(); err != nil {
 			return rep, err
 		}
 		defer nc.Close()
-		if store, err = eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler), IndexDir: filepath.Join(dir, "eventindex")}); err != nil {
+		if store, err = eventstore.Open(ctx, nc, indexOpts); err != nil {
 			return rep, err
 		}
 	}

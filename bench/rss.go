@@ -22,10 +22,6 @@ func PeakRSSMiB() float64 { return peakRSSMiBOf(os.Getpid()) }
 // reports whether Linux let it (writing 5 to /proc/self/clear_refs).
 func ResetPeakRSS() bool { return resetPeakRSSOf(os.Getpid()) }
 
-// resetPeakRSS makes the process's peak resident set (VmHWM) start again
-// from its current one, so a stage's peak is its own.
-func resetPeakRSS() { resetPeakRSSOf(os.Getpid()) }
-
 // resetPeakRSSOf writes "5" to pid's clear_refs, which resets its peak RSS
 // (Linux 4.0 on); where it cannot, the peak stays the process's, which
 // overstates the stage's.
@@ -138,7 +134,7 @@ func startMeter(stage string, srv *logServer, profDir string) *meter {
 	if profDir != "" {
 		m.profErr = writeHeapProfile(filepath.Join(profDir, m.file("start")))
 	}
-	resetPeakRSS()
+	ResetPeakRSS()
 	if srv != nil {
 		srv.resetPeakRSS()
 	}
