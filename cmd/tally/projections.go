@@ -269,6 +269,9 @@ func (o *projOpts) open(ctx context.Context, log *slog.Logger, migrate bool) (_ 
 		if env.store, err = eventstore.Open(ctx, nc, eventstore.Options{Replicas: o.replicas, Logger: log}); err != nil {
 			return nil, fmt.Errorf("open the event log: %w", err)
 		}
+		st := env.store
+		// Closed before the connection (closers run in reverse): its in-memory index goes.
+		env.closers = append(env.closers, func() { _ = st.Close() })
 		lg = env.store
 	}
 	env.runner, err = projections.NewRunner(env.pool, lg, projections.Options{Partitions: parts, Logger: log}, allProjections()...)
