@@ -16,11 +16,13 @@
 //  2. The tenant's ingest state (the current content of every line, folded
 //     from the log's cost events into ingest_lines, with a checkpoint) is
 //     caught up to the log's head.
-//  3. A k-way merge of the runs yields the file's lines in key order, the
-//     rows of one key summed (the first row's attributes kept, amounts added
-//     exactly); per scope it is merge-joined with the scope's state, read in
-//     primary key order in one snapshot (diff.go). No sort happens in
-//     PostgreSQL and nothing of the file is copied into it.
+//  3. A k-way merge of the runs (their read buffers share 4 MiB; a file of
+//     more than 512 runs has them merged in groups first) yields the file's
+//     lines in key order, the rows of one key summed (the first row's
+//     attributes kept, amounts added exactly); per scope it is merge-joined
+//     with the scope's state, read in primary key order in one snapshot
+//     (diff.go). No sort happens in PostgreSQL and nothing of the file is
+//     copied into it.
 //  4. The differences stream out as events with deterministic ids and are
 //     appended in batches of Options.BatchEvents, each grouped by kind
 //     (recorded, restated, retracted, finalized; in line key order within

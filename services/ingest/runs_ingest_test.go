@@ -77,6 +77,24 @@ func TestTinyRunsSumRowsAcrossRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, again.Appended)
 	require.Equal(t, int64(3000), again.Unchanged)
+
+	// A run per row: 3,300 runs, more than one merge reads at once, are
+	// merged in groups first. The same lines, to the digit.
+	tmp = t.TempDir()
+	many, err := ingestBytes(t, e, "beta", "dup.csv", dup, ingest.Options{RunBytes: 1, TempDir: tmp})
+	require.NoError(t, err)
+	require.Equal(t, int64(3000), many.Recorded)
+	entries, err = os.ReadDir(tmp)
+	require.NoError(t, err)
+	require.Empty(t, entries, "the runs and the merged runs are removed")
+	beta := foldLog(t, e.store, "beta")
+	require.Len(t, beta.lines, len(led.lines))
+	for k, l := range led.lines {
+		b, ok := beta.lines[k]
+		require.True(t, ok, "line %s", k)
+		require.Equal(t, l.line.GetBilledCost(), b.line.GetBilledCost(), "line %s", k)
+		require.Equal(t, l.line.GetRowCount(), b.line.GetRowCount(), "line %s", k)
+	}
 }
 
 // TestTinyRunsFindRemovedLinesInEveryScope diffs a revision against the
