@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -66,9 +67,23 @@ var indexKeyIdentity = []byte{indexPrefixMeta, 's', 't', 'r', 'e', 'a', 'm'}
 // indexWriteOpts: the log is the truth, so the index never waits for a sync.
 var indexWriteOpts = pebble.NoSync
 
+// glibc malloc settings for pebble's memory (see tuneMalloc): the defaults
+// of glibc before it adapts the mmap threshold, and two arenas.
+const (
+	mallocArenas        = 2
+	mallocMmapThreshold = 128 << 10
+)
+
+var tuneMallocOnce sync.Once
+
 // openIndex opens (or creates) the index in dir, or in memory when dir is
 // "". Pebble locks the directory: a second process (or Store) on it fails.
 func openIndex(dir string, log *slog.Logger) (*idIndex, error) {
+	tuneMallocOnce.Do(func() {
+		if tuneMalloc(os.Getenv) {
+			log.Debug("event index: glibc malloc set to 2 arenas and a fixed mmap threshold (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_ override)")
+		}
+	})
 	opts := &pebble.Options{
 		CacheSize:    indexCacheBytes,
 		MemTableSize: indexMemTableBytes,
