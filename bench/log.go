@@ -232,8 +232,11 @@ func durableAppend(ctx context.Context, h harness, dir string, events, batchSize
 	m := h.measure("log-durable", srv)
 	defer func() { err = m.done(&r, err) }()
 	// A producer builds the next batch while the current one is being
-	// fsynced, as an ingester parses its file while appending.
-	batches := make(chan []*tallyv1.Envelope, 2)
+	// fsynced, as an ingester parses its file while appending. The channel
+	// holds none: the harness's own batches are most of this process's heap
+	// at the peak (measured: 90 of 105 MB live with two more batches
+	// queued), and the stage measures Tally's memory, not the caller's.
+	batches := make(chan []*tallyv1.Envelope)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
