@@ -65,6 +65,7 @@ func TestClusterNodeKill(t *testing.T) {
 		store, err = eventstore.Open(ctx, nc, opts)
 		return err == nil
 	}, readyTimeout, 200*time.Millisecond, "open the R3 stream: %v", err)
+	defer func() { require.NoError(t, store.Close()) }()
 	js := store.JetStream()
 	info := func() *jetstream.StreamInfo {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)

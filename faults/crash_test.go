@@ -208,6 +208,7 @@ func TestKill9Serve(t *testing.T) {
 	defer lnc.Close()
 	store, err := eventstore.Open(t.Context(), lnc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
+	defer func() { require.NoError(t, store.Close()) }()
 	facts := checkLog(t, store, pool)
 	logBytes := sinfo.CachedInfo().State.Bytes
 	t.Logf("sizing: %d events take %d bytes of log (%d a event) and the database %d bytes (%d a ledger line, with history and rollups)",

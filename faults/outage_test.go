@@ -89,6 +89,7 @@ func TestDependencyOutages(t *testing.T) {
 	lines := checkLedger(t, s, pool, exp)
 	store, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
+	defer func() { require.NoError(t, store.Close()) }()
 	facts := checkLog(t, store, pool)
 	require.Equal(t, 1, s.starts, "tally serve was started once and recovered by itself")
 	s.stop()

@@ -187,6 +187,7 @@ func openStore(t *testing.T, url string) *eventstore.Store {
 	t.Cleanup(nc.Close)
 	st, err := eventstore.Open(t.Context(), nc, eventstore.Options{})
 	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close()) }) // before nc.Close: cleanups run last first
 	return st
 }
 

@@ -42,6 +42,7 @@ func TestKill9Projector(t *testing.T) {
 	require.NoError(t, err)
 	st, err := eventstore.Open(ctx, nc, eventstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
+	defer func() { _ = st.Close() }() // the parent kills this process; a clean end closes the index
 	pool, err := pgxpool.New(ctx, os.Getenv(killDBEnv))
 	require.NoError(t, err)
 	r, err := projections.NewRunner(pool, st, projections.Options{BatchEvents: 300, PollInterval: 10 * time.Millisecond,
