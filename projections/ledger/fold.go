@@ -182,10 +182,13 @@ func qualified(alias, cols string) string {
 	return strings.Join(parts, ", ")
 }
 
-// missingMonths lists the months (first instants, UTC) that have no lines partition.
+// missingMonths lists the months (first instants, UTC) that have no lines partition. It reads
+// pg_class with the statement's snapshot: to_regclass looks names up through the backend's
+// catalog cache, which need not have seen another transaction's partition committed since.
 const missingMonths = `
 SELECT m FROM unnest($2::timestamptz[]) m
-WHERE to_regclass(format('%I.%I', $1::text, 'lines_' || to_char(m AT TIME ZONE 'UTC', 'YYYYMM'))) IS NULL`
+WHERE NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = $1::text AND c.relname = 'lines_' || to_char(m AT TIME ZONE 'UTC', 'YYYYMM'))`
 
 func apply(ctx context.Context, tx pgx.Tx, schema string, b *batchPlan) error {
 	if err := b.fx.apply(ctx, tx, schema); err != nil {
@@ -253,13 +256,30 @@ func ensurePartitions(ctx context.Context, tx pgx.Tx, schema string, months []ti
 	if len(months) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, missingMonths, schema, months)
-	if err != nil {
-		return fmt.Errorf("find missing partitions: %w", err)
+	find := func() ([]time.Time, error) {
+		rows, err := tx.Query(ctx, missingMonths, schema, months)
+		if err != nil {
+			return nil, fmt.Errorf("find missing partitions: %w", err)
+		}
+		missing, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+		if err != nil {
+			return nil, fmt.Errorf("find missing partitions: %w", err)
+		}
+		return missing, nil
 	}
-	missing, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
-	if err != nil {
-		return fmt.Errorf("find missing partitions: %w", err)
+	missing, err := find()
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	// Another runner (a partition of the tenants) may be creating the same month: the
+	// second CREATE waited for the first and failed with 42P07, and its whole batch was
+	// retried. Creators take turns under a lock held to commit, and look again once they
+	// hold it (a new statement's snapshot: transactions here are read committed).
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", schema+".lines partitions"); err != nil {
+		return fmt.Errorf("lock partition creation: %w", err)
+	}
+	if missing, err = find(); err != nil {
+		return err
 	}
 	for _, m := range missing {
 		m = m.UTC()
