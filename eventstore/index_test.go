@@ -189,15 +189,11 @@ func TestIndexRefusesReusedIDAfterRestart(t *testing.T) {
 // is another one or no longer holds its head. Either way no event is
 // refused as a false duplicate and no duplicate is missed.
 func TestIndexStaleIsDetected(t *testing.T) {
-	type setup struct {
-		srv *natstest.Server
-		dir string
-	}
 	tests := []struct {
 		name string
 		// prepare leaves an index in dir that is stale against the log, and
 		// returns the server to use and how many events the log holds.
-		prepare func(t *testing.T, s setup) (*natstest.Server, int)
+		prepare func(t *testing.T, s indexSetup) (*natstest.Server, int)
 		// scanned: log messages the first Head reads (all of the tenant's
 		// when the index was dropped).
 		scanned int
@@ -206,7 +202,7 @@ func TestIndexStaleIsDetected(t *testing.T) {
 	}{
 		{
 			name: "index copied before later appends (behind)",
-			prepare: func(t *testing.T, s setup) (*natstest.Server, int) {
+			prepare: func(t *testing.T, s indexSetup) (*natstest.Server, int) {
 				st := s.srv.Store(withIndex(s.dir))
 				n := appendMessages(t, st, "acme", 0, 3)
 				require.NoError(t, st.Close())
@@ -221,7 +217,7 @@ func TestIndexStaleIsDetected(t *testing.T) {
 		},
 		{
 			name: "stream deleted and created again",
-			prepare: func(t *testing.T, s setup) (*natstest.Server, int) {
+			prepare: func(t *testing.T, s indexSetup) (*natstest.Server, int) {
 				st := s.srv.Store(withIndex(s.dir))
 				appendMessages(t, st, "acme", 0, 3)
 				require.NoError(t, st.Close())
@@ -244,39 +240,15 @@ func TestIndexStaleIsDetected(t *testing.T) {
 			logged:  "dropping every entry, built from another stream",
 		},
 		{
-			name: "log restored from an older backup: the index's head is gone",
-			prepare: func(t *testing.T, s setup) (*natstest.Server, int) {
-				st := s.srv.Store(withIndex(s.dir))
-				n := appendMessages(t, st, "acme", 0, 2)
-				require.NoError(t, st.Close())
-				srv := s.srv.Restart() // flushes the log's store
-				srv.Shutdown()
-				backup := copyDir(t, srv.Dir)
-				srv = natstest.RunIn(t, srv.Dir)
-				st = srv.Store(withIndex(s.dir))
-				appendMessages(t, st, "acme", n, 3)
-				require.NoError(t, st.Close())
-				srv.Shutdown()
-				return natstest.RunIn(t, backup), n
-			},
+			name:    "log restored from an older backup: the index's head is gone",
+			prepare: restoredFromBackup,
 			scanned: 2,
 			logged:  "log message 5 is not in the stream",
 		},
 		{
 			name: "log restored from an older backup, then other appends took the head's place",
-			prepare: func(t *testing.T, s setup) (*natstest.Server, int) {
-				st := s.srv.Store(withIndex(s.dir))
-				n := appendMessages(t, st, "acme", 0, 2)
-				require.NoError(t, st.Close())
-				srv := s.srv.Restart()
-				srv.Shutdown()
-				backup := copyDir(t, srv.Dir)
-				srv = natstest.RunIn(t, srv.Dir)
-				st = srv.Store(withIndex(s.dir))
-				appendMessages(t, st, "acme", n, 3)
-				require.NoError(t, st.Close())
-				srv.Shutdown()
-				srv = natstest.RunIn(t, backup)
+			prepare: func(t *testing.T, s indexSetup) (*natstest.Server, int) {
+				srv, _ := restoredFromBackup(t, s)
 				// Another writer with no index appends other events: the
 				// log reaches the index's head sequence with another chain.
 				appendMessages(t, srv.Store(), "acme", 1000, 3)
@@ -289,7 +261,7 @@ func TestIndexStaleIsDetected(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "eventindex")
-			srv, n := tt.prepare(t, setup{srv: natstest.Run(t), dir: dir})
+			srv, n := tt.prepare(t, indexSetup{srv: natstest.Run(t), dir: dir})
 			var logs syncBuffer
 			st := srv.Store(withIndex(dir), logTo(&logs))
 			ctx := ctxT(t)
@@ -332,6 +304,31 @@ func TestIndexStaleIsDetected(t *testing.T) {
 }
 
 // copyDir copies a closed directory (an index, or a log's store) aside.
+// indexSetup is what a case of TestIndexStaleIsDetected prepares from: a fresh log and the
+// index's directory.
+type indexSetup struct {
+	srv *natstest.Server
+	dir string
+}
+
+// restoredFromBackup appends two messages through an index in s.dir, backs the log up, appends
+// three more and returns a server on the backup: the index's head is past the log's end. The
+// int is the events of the backup.
+func restoredFromBackup(t *testing.T, s indexSetup) (*natstest.Server, int) {
+	st := s.srv.Store(withIndex(s.dir))
+	n := appendMessages(t, st, "acme", 0, 2)
+	require.NoError(t, st.Close())
+	srv := s.srv.Restart() // flushes the log's store
+	srv.Shutdown()
+	backup := copyDir(t, srv.Dir)
+	srv = natstest.RunIn(t, srv.Dir)
+	st = srv.Store(withIndex(s.dir))
+	appendMessages(t, st, "acme", n, 3)
+	require.NoError(t, st.Close())
+	srv.Shutdown()
+	return natstest.RunIn(t, backup), n
+}
+
 func copyDir(t *testing.T, dir string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "copy")
