@@ -218,13 +218,11 @@ func (in *run) stage(ctx context.Context, r *focus.Reader, dir string) error {
 		// name: refuse rather than guess.
 		return fmt.Errorf("%w: %s has no rows to ingest", ErrRejected, in.file)
 	}
-	if len(in.runs) > maxFanIn {
-		runs, err := reduceRuns(ctx, dir, in.runs, maxFanIn, in.log)
-		if err != nil {
-			return fmt.Errorf("ingest %s: %w", in.file, err)
-		}
-		in.runs = runs
+	runs, err := reduceRuns(ctx, dir, in.runs, maxFanIn, in.log)
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", in.file, err)
 	}
+	in.runs = runs
 	return nil
 }
 

@@ -119,23 +119,40 @@ func (w *runWriter) spill() error {
 	if err != nil {
 		return fmt.Errorf("spill a sorted run: %w", err)
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	var hdr [binary.MaxVarintLen32]byte
+	rf := newRunFile(f)
 	for _, r := range w.idx {
-		bw.Write(hdr[:binary.PutUvarint(hdr[:], uint64(r.n))]) //nolint:errcheck // bufio keeps the first error for Flush
-		bw.Write(buf[r.off : r.off+r.n])                       //nolint:errcheck // idem
+		rf.write(buf[r.off : r.off+r.n])
 		w.bytes += int64(r.n)
 	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("spill a sorted run: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := rf.close(); err != nil {
 		return fmt.Errorf("spill a sorted run: %w", err)
 	}
 	w.files = append(w.files, name)
 	w.buf, w.idx = w.buf[:0], w.idx[:0]
 	return nil
+}
+
+// runFile writes a run file: each record prefixed with its length as a
+// uvarint, as runReader reads it.
+type runFile struct {
+	f   *os.File
+	bw  *bufio.Writer
+	hdr [binary.MaxVarintLen32]byte
+}
+
+func newRunFile(f *os.File) *runFile {
+	return &runFile{f: f, bw: bufio.NewWriterSize(f, 1<<20)}
+}
+
+func (rf *runFile) write(rec []byte) {
+	rf.bw.Write(rf.hdr[:binary.PutUvarint(rf.hdr[:], uint64(len(rec)))]) //nolint:errcheck // bufio keeps the first error for Flush
+	rf.bw.Write(rec)                                                     //nolint:errcheck // idem
+}
+
+// close flushes and closes the file; it is closed whatever the error.
+func (rf *runFile) close() error {
+	ferr := rf.bw.Flush()
+	return errors.Join(ferr, rf.f.Close())
 }
 
 // finish spills the last run and frees the buffer.
@@ -315,8 +332,9 @@ func reduceRuns(ctx context.Context, dir string, files []string, fanIn int, log 
 }
 
 // mergeRuns merges sorted runs into a new one under dir and returns its
-// name.
-func mergeRuns(ctx context.Context, dir string, files []string) (name string, err error) {
+// name. On an error the ingest's directory, removed at its end, keeps
+// whatever was written.
+func mergeRuns(ctx context.Context, dir string, files []string) (string, error) {
 	m, err := openMerger(files)
 	if err != nil {
 		return "", err
@@ -326,34 +344,25 @@ func mergeRuns(ctx context.Context, dir string, files []string) (name string, er
 	if err != nil {
 		return "", fmt.Errorf("merge sorted runs: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	var hdr [binary.MaxVarintLen32]byte
+	rf := newRunFile(f)
 	for n := 0; ; n++ {
 		if n%65536 == 0 {
 			if err := ctx.Err(); err != nil {
+				rf.close() //nolint:errcheck // the error that matters is err
 				return "", err
 			}
 		}
 		rec, err := m.next()
 		if err != nil {
+			rf.close() //nolint:errcheck // the error that matters is err
 			return "", err
 		}
 		if rec == nil {
 			break
 		}
-		bw.Write(hdr[:binary.PutUvarint(hdr[:], uint64(len(rec)))]) //nolint:errcheck // bufio keeps the first error for Flush
-		bw.Write(rec)                                               //nolint:errcheck // idem
+		rf.write(rec)
 	}
-	if err := bw.Flush(); err != nil {
-		return "", fmt.Errorf("merge sorted runs: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := rf.close(); err != nil {
 		return "", fmt.Errorf("merge sorted runs: %w", err)
 	}
 	return f.Name(), nil
